@@ -1,0 +1,36 @@
+"""Semantic image completion with a DCGAN: a TensorFlow 2 / Keras port.
+
+    from dcgan_completion import build_generator, build_discriminator
+
+Names are imported lazily, so that tools which do not need TensorFlow (face
+alignment, GIFs) start without loading it.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; each issue's module adds its names here.
+_EXPORTS = {
+    "InputError": "errors",
+    "build_generator": "networks",
+    "build_discriminator": "networks",
+    "load_image": "images",
+    "save_image": "images",
+    "save_grid": "images",
+    "image_grid": "images",
+    "list_images": "images",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

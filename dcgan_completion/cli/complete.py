@@ -1,0 +1,6 @@
+"""`complete`: not yet available."""
+from . import not_yet
+
+
+def main(argv=None):
+    not_yet("complete")

@@ -1,0 +1,6 @@
+"""`make-gif`: not yet available."""
+from . import not_yet
+
+
+def main(argv=None):
+    not_yet("make-gif")

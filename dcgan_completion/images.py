@@ -1,0 +1,118 @@
+"""Image I/O: reading images as [-1, 1] floats, writing them back, grids, atomic writes."""
+import contextlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds.
+
+    An interrupted write never leaves a truncated file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def list_images(folder):
+    """Every png/jpg/jpeg file directly in `folder` (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder: give a folder of .png/.jpg/.jpeg images")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise InputError(f"{folder} holds no .png/.jpg/.jpeg images")
+    return files
+
+
+def center_crop_resize(rgb, size):
+    """Cut the centre square of an HxWx3 uint8 array and resize it to size x size."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(rgb[top : top + side, left : left + side])
+    if side != size:
+        square = square.resize((size, size), Image.BICUBIC)
+    return np.asarray(square)
+
+
+def read_rgb(path):
+    """Read any image as an HxWx3 uint8 RGB array (grayscale and RGBA are converted)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: cannot read image ({e})") from None
+
+
+def to_float(rgb_uint8):
+    """uint8 [0, 255] -> float32 [-1, 1], as the original (x / 127.5 - 1)."""
+    return np.asarray(rgb_uint8, np.float32) / 127.5 - 1.0
+
+
+def to_uint8(images):
+    """float [-1, 1] -> uint8 [0, 255], as the original ((x + 1) / 2 * 255), rounded."""
+    return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def load_image(path, image_size=None):
+    """Read an image as float32 [-1, 1], HxWx3.
+
+    With `image_size`, an image of another size is centre-cropped to a square and
+    resized to image_size x image_size.
+    """
+    rgb = read_rgb(path)
+    if image_size is not None and rgb.shape[:2] != (image_size, image_size):
+        rgb = center_crop_resize(rgb, image_size)
+    return to_float(rgb)
+
+
+def save_image(path, image):
+    """Write one float [-1, 1] HxWx3 image (or uint8) as a PNG/JPEG, atomically."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = to_uint8(image)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=_format_of(path))
+
+
+def _format_of(path):
+    ext = Path(path).suffix.lower()
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}.get(ext, "PNG")
+
+
+def image_grid(images, cols=8):
+    """Tile N images HxWxC row by row into ceil(N/cols) x cols, as the original (8 columns)."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, c), images.dtype)
+    for i, image in enumerate(images):
+        r, col = divmod(i, cols)
+        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = image
+    return grid
+
+
+def save_grid(path, images, cols=8):
+    """Write a grid of float [-1, 1] images."""
+    save_image(path, image_grid(to_uint8(images), cols))
