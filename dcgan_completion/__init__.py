@@ -19,6 +19,8 @@ _EXPORTS = {
     "save_grid": "images",
     "image_grid": "images",
     "list_images": "images",
+    # issue 2: training (checkpoints, data, training)
+    "load_models": "checkpoints",
 }
 
 
