@@ -19,6 +19,7 @@ _EXPORTS = {
     "save_grid": "images",
     "image_grid": "images",
     "list_images": "images",
+    "poisson_blend": "blending",
     # issue 2: training (checkpoints, data, training)
     "load_models": "checkpoints",
 }
