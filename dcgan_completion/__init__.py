@@ -22,6 +22,10 @@ _EXPORTS = {
     "poisson_blend": "blending",
     # issue 2: training (checkpoints, data, training)
     "load_models": "checkpoints",
+    # issue 5: the original's TF1 checkpoints
+    "find_tf1_checkpoint": "tf1_checkpoint",
+    "load_tf1_models": "tf1_checkpoint",
+    "convert_tf1_checkpoint": "tf1_checkpoint",
 }
 
 

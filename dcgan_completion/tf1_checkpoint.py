@@ -52,23 +52,29 @@ def tf1_checkpoint_step(prefix):
     return int(match.group(1)) if match else 0
 
 
-def tf1_image_size(prefix):
-    """(image_size, z_dim) of the networks a TF1 checkpoint holds, from its variable shapes."""
+def tf1_model_config(prefix):
+    """image_size, z_dim, gf_dim and df_dim of the networks in a TF1 checkpoint, from its shapes.
+
+    The same keys as `checkpoints.model_config` gives for this project's checkpoints.
+    """
     shapes = _variable_shapes(prefix)
     if shapes is None:
         raise InputError(f"no TF1 checkpoint at {prefix} ({prefix}.index is missing or unreadable)")
     matrix = shapes.get("generator/g_h0_lin/Matrix")
-    if matrix is None or len(matrix) != 2:
+    if matrix is None or len(matrix) != 2 or "generator/g_h1/w" not in shapes:
         raise InputError(
-            f"TF1 checkpoint {prefix} lacks generator/g_h0_lin/Matrix: it is not a checkpoint "
-            "of the original's DCGAN"
+            f"TF1 checkpoint {prefix} lacks generator/g_h0_lin/Matrix or generator/g_h1/w: "
+            "it is not a checkpoint of the original's DCGAN"
         )
-    upsamplings = 0
+    upsamplings = 1
     while f"generator/g_h{upsamplings + 1}/w" in shapes:
         upsamplings += 1
-    if upsamplings == 0:
-        raise InputError(f"TF1 checkpoint {prefix} lacks generator/g_h1/w: it is not a checkpoint of the original's DCGAN")
-    return 4 * 2**upsamplings, int(matrix[0])
+    return {
+        "image_size": 4 * 2**upsamplings,
+        "z_dim": int(matrix[0]),
+        "gf_dim": int(shapes[f"generator/g_h{upsamplings}/w"][-1]),  # [5, 5, 3, gf_dim]
+        "df_dim": int(shapes.get("discriminator/d_h0_conv/w", [networks.DF_DIM])[-1]),  # [5, 5, 3, df_dim]
+    }
 
 
 def _uses_later_naming(shapes):
@@ -106,6 +112,13 @@ def _tf1_to_keras(generator, discriminator, later_naming):
     return targets
 
 
+def _describe(generator, discriminator):
+    size = networks.image_size_of(generator)
+    gf_dim = generator.get_layer(f"g_h{networks.num_upsamplings(size)}").kernel.shape[-1]
+    df_dim = discriminator.get_layer("d_h0_conv").kernel.shape[-1]
+    return f"the {size}x{size} DCGAN (z_dim {networks.z_dim_of(generator)}, gf_dim {gf_dim}, df_dim {df_dim})"
+
+
 def _listing(items, limit=4):
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
@@ -135,13 +148,13 @@ def load_tf1_weights(prefix, generator, discriminator):
         raise InputError(f"no TF1 checkpoint at {prefix} ({prefix}.index is missing or unreadable)") from None
     shapes = reader.get_variable_to_shape_map()
     targets = _tf1_to_keras(generator, discriminator, _uses_later_naming(shapes))
-    size = networks.image_size_of(generator)
+    layout = _describe(generator, discriminator)
 
     missing = [name for name in targets if name not in shapes]
     if missing:
         raise InputError(
             f"TF1 checkpoint {prefix} lacks {len(missing)} of the {len(targets)} variables of "
-            f"the {size}x{size} DCGAN: {_listing(missing)}"
+            f"{layout}: {_listing(missing)}"
         )
     wrong = [
         f"{name} is {list(shapes[name])}, expected {list(variable.shape)}"
@@ -149,10 +162,7 @@ def load_tf1_weights(prefix, generator, discriminator):
         if tuple(shapes[name]) != tuple(variable.shape)
     ]
     if wrong:
-        raise InputError(
-            f"TF1 checkpoint {prefix} does not fit the {size}x{size} DCGAN "
-            f"(z_dim {networks.z_dim_of(generator)}, gf_dim = df_dim = 64): {_listing(wrong, 2)}"
-        )
+        raise InputError(f"TF1 checkpoint {prefix} does not fit {layout}: {_listing(wrong, 2)}")
     try:
         values = {name: reader.get_tensor(name) for name in targets}
     except tf.errors.OpError as e:
@@ -166,8 +176,45 @@ def load_tf1_models(prefix, dtype=None):
 
     `dtype` is a Keras dtype policy name, as for `networks.build_generator`.
     """
-    image_size, z_dim = tf1_image_size(prefix)
-    generator = networks.build_generator(image_size, z_dim, dtype=dtype)
-    discriminator = networks.build_discriminator(image_size, dtype=dtype)
+    config = tf1_model_config(prefix)
+    generator = networks.build_generator(config["image_size"], config["z_dim"], config["gf_dim"], dtype=dtype)
+    discriminator = networks.build_discriminator(config["image_size"], config["df_dim"], dtype=dtype)
     load_tf1_weights(prefix, generator, discriminator)
     return generator, discriminator
+
+
+def _why_not_tf1(path):
+    """Why `path` holds no TF1 checkpoint, in words that say what to give instead."""
+    path = os.fspath(path)
+    expected = "a folder holding the original's `checkpoint` file, or a prefix such as checkpoint/DCGAN.model-60502"
+    if os.path.isdir(path):
+        state = tf.train.get_checkpoint_state(path)
+        if state is None or not state.model_checkpoint_path:
+            return f"{path} holds no `checkpoint` file naming a checkpoint: give {expected}"
+        prefix = state.model_checkpoint_path
+    else:
+        prefix = _SUFFIX.sub("", path)
+    shapes = _variable_shapes(prefix)
+    if shapes is None:
+        return f"no checkpoint at {prefix} ({prefix}.index is missing or unreadable): give {expected}"
+    return f"{prefix} is already in this project's format (a TF2 checkpoint), not a TF1 one"
+
+
+def convert_tf1_checkpoint(source, out):
+    """Write the TF1 checkpoint at `source` into folder `out` in this project's format.
+
+    The result, `out/DCGAN.model-N` (N from the TF1 name), holds the two networks and
+    is what `checkpoints.load_models(out)` reads. Returns its prefix.
+    """
+    from .checkpoints import checkpoint_manager, named_weights
+
+    prefix = find_tf1_checkpoint(source)
+    if prefix is None:
+        raise InputError(_why_not_tf1(source))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"{out} is a file: give a new or empty folder to convert into")
+    if os.path.exists(os.path.join(out, "checkpoint")):
+        raise InputError(f"{out} already holds a checkpoint: give a new or empty folder to convert into")
+    generator, discriminator = load_tf1_models(prefix)
+    checkpoint = tf.train.Checkpoint(generator=named_weights(generator), discriminator=named_weights(discriminator))
+    return checkpoint_manager(checkpoint, out).save(checkpoint_number=tf1_checkpoint_step(prefix))

@@ -14,7 +14,7 @@ from dcgan_completion.tf1_checkpoint import (
     load_tf1_models,
     load_tf1_weights,
     tf1_checkpoint_step,
-    tf1_image_size,
+    tf1_model_config,
 )
 
 v1 = tf.compat.v1
@@ -30,13 +30,13 @@ def reference():
     return REFERENCE
 
 
-def tf1_variable_shapes(image_size=64, z_dim=100, naming="original"):
-    """{TF1 variable name: shape} of the original's DCGAN (gf_dim = df_dim = 64).
+def tf1_variable_shapes(image_size=64, z_dim=100, naming="original", gf_dim=64, df_dim=64):
+    """{TF1 variable name: shape} of the original's DCGAN.
 
     "later" is the later revision's discriminator naming: d_bn0..2 and d_h4_lin.
     """
     n = int(np.log2(image_size)) - 2
-    g_channels = [64 * 2 ** (n - 1 - i) for i in range(n)] + [3]  # the 4x4 map, then each g_h{i}
+    g_channels = [gf_dim * 2 ** (n - 1 - i) for i in range(n)] + [3]  # the 4x4 map, then each g_h{i}
     shapes = {
         "generator/g_h0_lin/Matrix": [z_dim, 16 * g_channels[0]],
         "generator/g_h0_lin/bias": [16 * g_channels[0]],
@@ -45,7 +45,7 @@ def tf1_variable_shapes(image_size=64, z_dim=100, naming="original"):
         shapes.update({f"generator/g_bn{i}/{w}": [g_channels[i]] for w in BATCH_NORM})
         shapes[f"generator/g_h{i + 1}/w"] = [5, 5, g_channels[i + 1], g_channels[i]]
         shapes[f"generator/g_h{i + 1}/biases"] = [g_channels[i + 1]]
-    d_channels = [3] + [64 * 2**i for i in range(n)]
+    d_channels = [3] + [df_dim * 2**i for i in range(n)]
     shift = 1 if naming == "later" else 0
     for i in range(n):
         shapes[f"discriminator/d_h{i}_conv/w"] = [5, 5, d_channels[i], d_channels[i + 1]]
@@ -132,7 +132,7 @@ def save_tf1_checkpoint(values, directory, step, forward=None):
                 v[name] = v1.get_variable(leaf, initializer=value)
         # A training checkpoint also holds optimizer state, which the loader ignores.
         with v1.variable_scope("discriminator/d_h0_conv/w"):
-            v1.get_variable("Adam", initializer=np.zeros((5, 5, 3, 64), np.float32))
+            v1.get_variable("Adam", initializer=np.zeros_like(values.get("discriminator/d_h0_conv/w", 0.0)))
         v1.get_variable("beta1_power", initializer=np.float32(0.5))
         fetches = []
         if forward:
@@ -148,23 +148,28 @@ def save_tf1_checkpoint(values, directory, step, forward=None):
     return outputs
 
 
-CASES = [(64, 100, "original"), (64, 100, "later"), (16, 20, "original")]
+CASES = [  # image_size, z_dim, naming, gf_dim, df_dim
+    (64, 100, "original", 64, 64),
+    (64, 100, "later", 64, 64),
+    (16, 20, "later", 32, 16),
+]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}px-{c[2]}")
 def tf1_run(request, tmp_path_factory):
     """A TF1 checkpoint of random weights, moved after saving, and its graph's outputs."""
-    image_size, z_dim, naming = request.param
+    image_size, z_dim, naming, gf_dim, df_dim = request.param
     rng = np.random.default_rng(1)
     z = rng.uniform(-1, 1, (4, z_dim)).astype(np.float32)
     x = rng.uniform(-1, 1, (4, image_size, image_size, 3)).astype(np.float32)
     saved = tmp_path_factory.mktemp("saved") / "checkpoint"
-    values = random_values(tf1_variable_shapes(image_size, z_dim, naming))
+    values = random_values(tf1_variable_shapes(image_size, z_dim, naming, gf_dim, df_dim))
     g, d, logits = save_tf1_checkpoint(values, saved, 60502, forward=(image_size, naming, z, x))
     # Moved like a downloaded checkpoint: its `checkpoint` file holds relative paths.
     moved = tmp_path_factory.mktemp("moved") / "checkpoint"
     shutil.move(saved, moved)
-    return dict(dir=moved, image_size=image_size, z_dim=z_dim, z=z, x=x, g=g, d=d, logits=logits)
+    config = dict(image_size=image_size, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim)
+    return dict(dir=moved, config=config, z=z, x=x, g=g, d=d, logits=logits)
 
 
 def test_variable_names_and_shapes_are_the_released_checkpoints(reference):
@@ -182,7 +187,7 @@ def test_keras_models_reproduce_the_tf1_graph(tf1_run):
     prefix = find_tf1_checkpoint(tf1_run["dir"])
     assert prefix == str(tf1_run["dir"] / "DCGAN.model-60502")
     assert tf1_checkpoint_step(prefix) == 60502
-    assert tf1_image_size(prefix) == (tf1_run["image_size"], tf1_run["z_dim"])
+    assert tf1_model_config(prefix) == tf1_run["config"]
     # The random weights give outputs that are far from trivial, so a wrong mapping shows.
     assert np.std(tf1_run["g"]) > 0.2 and np.mean(np.abs(tf1_run["g"]) < 0.9) > 0.3
     assert np.std(tf1_run["logits"]) > 0.03
@@ -226,16 +231,15 @@ def small_checkpoint(directory, step=7, change=None, drop=()):
 
 def test_missing_variables_are_named(tmp_path):
     prefix = small_checkpoint(tmp_path, drop=["generator/g_bn1/moving_variance", "discriminator/d_h1_lin/bias"])
-    with pytest.raises(InputError, match=r"lacks 2 of the 24 variables of the 16x16 DCGAN: "
+    with pytest.raises(InputError, match=r"lacks 2 of the 24 variables of the 16x16 DCGAN \(.*\): "
                        r"generator/g_bn1/moving_variance, discriminator/d_h1_lin/bias$"):
         load_tf1_models(prefix)
 
 
 def test_other_shapes_are_named(tmp_path):
-    wider = np.zeros((5, 5, 3, 32), np.float32)  # a generator with gf_dim 16 at the last layer
-    prefix = small_checkpoint(tmp_path, change={"generator/g_h2/w": wider})
-    with pytest.raises(InputError, match=r"does not fit the 16x16 DCGAN .*: "
-                       r"generator/g_h2/w is \[5, 5, 3, 32\], expected \[5, 5, 3, 64\]$"):
+    prefix = small_checkpoint(tmp_path, change={"generator/g_bn1/beta": np.zeros(32, np.float32)})
+    with pytest.raises(InputError, match=r"does not fit the 16x16 DCGAN \(z_dim 100, gf_dim 64, df_dim 64\): "
+                       r"generator/g_bn1/beta is \[32\], expected \[64\]$"):
         load_tf1_models(prefix)
 
 
@@ -243,17 +247,19 @@ def test_models_of_another_size_do_not_fit(tf1_run):
     from dcgan_completion.networks import build_discriminator, build_generator
 
     prefix = find_tf1_checkpoint(tf1_run["dir"])
-    other = 32 if tf1_run["image_size"] != 32 else 16
-    with pytest.raises(InputError, match=f"the {other}x{other} DCGAN"):
-        load_tf1_weights(prefix, build_generator(other, tf1_run["z_dim"]), build_discriminator(other))
+    config = tf1_run["config"]
+    other = 32 if config["image_size"] != 32 else 16
+    generator = build_generator(other, config["z_dim"], config["gf_dim"])
+    with pytest.raises(InputError, match=f"(lacks .* variables of|does not fit) the {other}x{other} DCGAN"):
+        load_tf1_weights(prefix, generator, build_discriminator(other, config["df_dim"]))
 
 
 def test_not_a_dcgan_checkpoint(tmp_path):
     save_tf1_checkpoint({"net/w": np.ones(3, np.float32)}, tmp_path, 1)
     prefix = find_tf1_checkpoint(tmp_path)
     assert prefix == str(tmp_path / "DCGAN.model-1")
-    with pytest.raises(InputError, match="lacks generator/g_h0_lin/Matrix"):
-        tf1_image_size(prefix)
+    with pytest.raises(InputError, match="lacks generator/g_h0_lin/Matrix or generator/g_h1/w"):
+        tf1_model_config(prefix)
 
 
 def test_missing_data_file_is_named_and_leaves_the_models_alone(tmp_path):
@@ -272,7 +278,83 @@ def test_missing_data_file_is_named_and_leaves_the_models_alone(tmp_path):
 def test_released_checkpoint_lacks_its_data_file(reference):
     prefix = find_tf1_checkpoint(reference)
     assert prefix == str(reference / "DCGAN.model-60502")
-    assert tf1_image_size(prefix) == (64, 100)
+    assert tf1_model_config(prefix) == dict(image_size=64, z_dim=100, gf_dim=64, df_dim=64)
     assert tf1_checkpoint_step(prefix) == 60502
     with pytest.raises(InputError, match=r"DCGAN\.model-60502: its data file DCGAN\.model-60502\.data-00000-of-00001 is missing"):
         load_tf1_models(prefix)
+
+
+def test_own_checkpoint_saved_beside_a_tf1_one_keeps_it(tmp_path):
+    # What train-dcgan does when it goes on from a TF1 checkpoint in its --checkpoint_dir.
+    from dcgan_completion.checkpoints import checkpoint_manager, load_models, named_weights
+
+    prefix = small_checkpoint(tmp_path, step=7)
+    generator, discriminator = load_tf1_models(prefix)
+    manager = checkpoint_manager(
+        tf.train.Checkpoint(generator=named_weights(generator), discriminator=named_weights(discriminator)), tmp_path
+    )
+    manager.save(checkpoint_number=8)
+    manager.save(checkpoint_number=9)
+    assert Path(prefix + ".index").is_file() and Path(prefix + ".data-00000-of-00001").is_file()
+    assert not Path(tmp_path / "DCGAN.model-8.index").exists()  # only the newest of ours is kept
+    assert find_tf1_checkpoint(tmp_path) is None  # the `checkpoint` file now names ours
+    reloaded, _ = load_models(tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(generator.get_weights(), reloaded.get_weights()))
+
+
+def test_convert_cli_writes_what_load_models_reads(tf1_run, tmp_path, capsys):
+    from dcgan_completion.checkpoints import load_models
+    from dcgan_completion.cli.convert import main
+
+    out = tmp_path / "converted"
+    main([str(tf1_run["dir"]), str(out)])
+    assert capsys.readouterr().out.strip() == f"wrote {out / 'DCGAN.model-60502'}"
+    assert (out / "DCGAN.model-60502.index").is_file()
+    assert find_tf1_checkpoint(out) is None  # this project's format now
+    generator, discriminator = load_models(out)
+    assert np.max(np.abs(np.asarray(generator(tf1_run["z"], training=False)) - tf1_run["g"])) < 1e-4
+    assert np.max(np.abs(np.asarray(discriminator(tf1_run["x"], training=False)[1]) - tf1_run["logits"])) < 1e-4
+
+
+def test_convert_cli_errors(tmp_path, capsys):
+    from dcgan_completion.cli.convert import main
+
+    def error(*argv):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        assert exit_info.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dcgan-convert: error: ")
+        return lines[0]
+
+    assert "holds no `checkpoint` file" in error(tmp_path, tmp_path / "out")
+    assert "no checkpoint at" in error(tmp_path / "DCGAN.model-3", tmp_path / "out")
+
+    prefix = small_checkpoint(tmp_path / "tf1", step=3)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "checkpoint").write_text('model_checkpoint_path: "DCGAN.model-1"\n')
+    assert "full already holds a checkpoint" in error(prefix, tmp_path / "full")
+    (tmp_path / "file").write_text("")
+    assert "file is a file" in error(prefix, tmp_path / "file")
+
+    main([prefix + ".index", str(tmp_path / "ours")])
+    assert "already in this project's format" in error(tmp_path / "ours", tmp_path / "out")
+
+    Path(prefix + ".data-00000-of-00001").unlink()
+    assert "its data file DCGAN.model-3.data-00000-of-00001 is missing" in error(tmp_path / "tf1", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_command_on_the_released_checkpoint(reference, tmp_path):
+    script = Path(sys.executable).with_name("dcgan-convert")
+    if not script.is_file():
+        pytest.skip("the dcgan-convert console script is not installed")
+    result = subprocess.run([script, reference, tmp_path / "out"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"dcgan-convert: error: TF1 checkpoint {reference / 'DCGAN.model-60502'}: its data file "
+        "DCGAN.model-60502.data-00000-of-00001 is missing (the .index and .meta files alone hold no "
+        "weights; put the .data-* file(s) beside them)"
+    )
+    assert not (tmp_path / "out").exists()
