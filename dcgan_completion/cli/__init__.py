@@ -11,6 +11,31 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def import_tensorflow():
+    """Import TensorFlow and find its devices with the C++ start-up notices silenced.
+
+    TF 2.21 prints oneDNN and CUDA-probing lines to stderr whatever
+    TF_CPP_MIN_LOG_LEVEL says; they would bury a tool's own one-line messages.
+    Set DCGAN_TF_VERBOSE=1 to see them (e.g. to debug a GPU set-up).
+    """
+    if "tensorflow" in sys.modules or os.environ.get("DCGAN_TF_VERBOSE"):
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tf
+
+
 def fail(prog, message, code=2):
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(code)

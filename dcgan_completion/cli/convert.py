@@ -1,7 +1,7 @@
 """`dcgan-convert TF1_CHECKPOINT OUT`: the original's TF1 checkpoint in this project's format."""
 import argparse
 
-from . import run
+from . import import_tensorflow, run
 
 PROG = "dcgan-convert"
 
@@ -23,6 +23,7 @@ def parse_args(argv=None):
 
 
 def convert(args):
+    import_tensorflow()
     from ..tf1_checkpoint import convert_tf1_checkpoint
 
     prefix = convert_tf1_checkpoint(args.tf1_checkpoint, args.out)
