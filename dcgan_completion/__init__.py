@@ -19,6 +19,11 @@ _EXPORTS = {
     "save_grid": "images",
     "image_grid": "images",
     "list_images": "images",
+    # face alignment (issue 4)
+    "align_face": "alignment",
+    "align_face_with_matrix": "alignment",
+    "align_all_faces": "alignment",
+    "align_folder": "alignment",
     "poisson_blend": "blending",
     # issue 2: training (checkpoints, data, training)
     "load_models": "checkpoints",
