@@ -11,6 +11,8 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -25,6 +27,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp made it private; give it a normal file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -116,3 +119,22 @@ def image_grid(images, cols=8):
 def save_grid(path, images, cols=8):
     """Write a grid of float [-1, 1] images."""
     save_image(path, image_grid(to_uint8(images), cols))
+
+
+def save_gif(path, frames, delay_ms=100, loop=0):
+    """Write frames (HxWx3 uint8 arrays, or float [-1, 1]) as an animated GIF, atomically.
+
+    delay_ms: time each frame shows (GIF stores hundredths of a second); loop: how many
+    times to repeat, 0 = forever (as `convert -delay 10 -loop 0`), None = play once.
+    Pillow merges a frame identical to the one before it into it, adding up their delays.
+    """
+    if not len(frames):
+        raise InputError(f"{path}: no frames to write")
+    pictures = [Image.fromarray(f if np.asarray(f).dtype == np.uint8 else to_uint8(f)) for f in frames]
+    sizes = {p.size for p in pictures}
+    if len(sizes) > 1:
+        raise InputError(f"{path}: frames differ in size ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))})")
+    repeat = {} if loop is None else {"loop": loop}
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
+                         duration=delay_ms, **repeat)
