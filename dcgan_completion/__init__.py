@@ -31,6 +31,14 @@ _EXPORTS = {
     "find_tf1_checkpoint": "tf1_checkpoint",
     "load_tf1_models": "tf1_checkpoint",
     "convert_tf1_checkpoint": "tf1_checkpoint",
+    # issue 3: completion (and issue 7's weighted context)
+    "complete": "completion",
+    "complete_files": "completion_files",
+    "make_mask": "masks",
+    "make_masks": "masks",
+    "load_masks": "masks",
+    "weighted_context": "masks",
+    "save_gif": "images",
 }
 
 

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -57,10 +57,14 @@ def center_crop_resize(rgb, size):
 
 
 def read_rgb(path):
-    """Read any image as an HxWx3 uint8 RGB array (grayscale and RGBA are converted)."""
+    """Read any image as an HxWx3 uint8 RGB array (grayscale and RGBA are converted).
+
+    Photos stored sideways with an EXIF orientation tag (as phones do) are turned
+    upright, as OpenCV's imread did for OpenFace: the face detector finds upright faces.
+    """
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

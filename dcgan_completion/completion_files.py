@@ -1,0 +1,148 @@
+"""Completing image files: read the inputs, build their masks, run the search and write
+the original's outputs.
+
+Under `out_dir`, for each batch of `batch_size` images (the original's layout; with more
+than one batch, each batch in its own `batch_NN/` folder so that none overwrites another):
+
+    before.png, masked.png, lowres.png (lowres mask)   grids of the inputs
+    hats_imgs/NNNN.png (+ NNNN.lowres.png)              grid of G(z) at iteration NNNN
+    completed/NNNN.png                                  grid of the completed images
+    logs/hats_KK.log                                    image KK of the batch: one line per
+                                                        iteration: iteration, loss, z
+    completion.gif                                      the completed grids (with gif=True)
+
+at iteration 0, every `out_interval` iterations and after the last one (NNNN = n_iter);
+and, for every input, `final/<input name>.png`: its completed image.
+"""
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .images import (center_crop_resize, image_grid, list_images, read_rgb, save_gif, save_grid, save_image,
+                     to_float, to_uint8)
+from .masks import LOWRES_BLOCK, load_masks, make_masks, uses_lowres
+
+
+def expand_inputs(inputs):
+    """Image paths from a list of files and folders (a folder gives its images)."""
+    paths = []
+    for item in inputs:
+        item = Path(item)
+        if not item.exists():
+            raise InputError(f"{item}: no such file or folder")
+        paths.extend(list_images(item) if item.is_dir() else [item])
+    if not paths:
+        raise InputError("no input images: give image files or folders of images")
+    return paths
+
+
+def load_inputs(paths, image_size):
+    """Images [N, size, size, 3] in [-1, 1]; other sizes are centre-cropped and resized,
+    with a warning."""
+    images, resized = [], []
+    for path in paths:
+        rgb = read_rgb(path)
+        if rgb.shape[:2] != (image_size, image_size):
+            resized.append(Path(path).name)
+            rgb = center_crop_resize(rgb, image_size)
+        images.append(to_float(rgb))
+    if resized:
+        shown = ", ".join(resized[:3]) + (f" and {len(resized) - 3} more" if len(resized) > 3 else "")
+        warnings.warn(f"{shown} not {image_size}x{image_size}: centre-cropped and resized "
+                      "(align faces with align-faces for best results)")
+    return np.stack(images)
+
+
+def masks_for(paths, mask_type, image_size, seeds, center_scale=0.25, mask_file=None):
+    """The masks of the inputs: from --maskFile for `file`, else made per image."""
+    if mask_type == "file" or mask_file is not None:
+        if mask_file is None:
+            raise InputError("--maskType file needs --maskFile (a mask image, white = keep, or a folder of them)")
+        if mask_type != "file":
+            raise InputError(f"--maskFile goes with --maskType file, not {mask_type}")
+        return load_masks(mask_file, paths, image_size)
+    return make_masks(mask_type, image_size, seeds, center_scale=center_scale)
+
+
+def complete_files(inputs, generator, discriminator, out_dir="completions", *, mask_type="center",
+                   center_scale=0.25, mask_file=None, gif=False, seed=0, batch_size=64,
+                   n_iter=1000, out_interval=50, **search):
+    """Complete image files and write the outputs (see the module's docstring).
+
+    `search` goes to `completion.complete` (approach, lam, lr, weighted_context, ...).
+    Returns (paths, CompletionResult).
+    """
+    from .completion import complete  # TensorFlow only once there is work for it
+
+    paths = expand_inputs(inputs)
+    names = [p.stem for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"two inputs are named {twice[0]}: outputs are named after the inputs, rename one")
+    size = int(generator.output_shape[1])
+    images = load_inputs(paths, size)
+    seeds = np.arange(seed, seed + len(paths))
+    masks = masks_for(paths, mask_type, size, seeds, center_scale, mask_file)
+    lowres = uses_lowres(mask_type)
+    writer = _OutputWriter(Path(out_dir), names, images, masks, lowres, gif, n_iter,
+                           several_batches=len(paths) > batch_size)
+    result = complete(images, masks, generator, discriminator, lowres=lowres, seeds=seeds,
+                      batch_size=batch_size, n_iter=n_iter, out_interval=out_interval,
+                      on_snapshot=writer, **search)
+    return paths, result
+
+
+class _OutputWriter:
+    """Writes each Snapshot of the search as the original's files."""
+
+    def __init__(self, out_dir, names, images, masks, lowres, gif, n_iter, several_batches):
+        self.out_dir, self.names, self.images, self.masks = out_dir, names, images, masks
+        self.lowres, self.gif, self.n_iter, self.several_batches = lowres, gif, n_iter, several_batches
+        self.frames = []
+
+    def __call__(self, snap):
+        folder = self.out_dir / f"batch_{snap.batch:02d}" if self.several_batches else self.out_dir
+        images, masks = self.images[snap.indices], self.masks[snap.indices]
+        if snap.iteration == 0:
+            self.frames = []
+            save_grid(folder / "before.png", images)
+            save_grid(folder / "masked.png", images * masks)
+            if self.lowres:
+                save_grid(folder / "lowres.png", _blocky(images))
+            (folder / "logs").mkdir(parents=True, exist_ok=True)
+            for k in range(len(snap.indices)):
+                (folder / "logs" / f"hats_{k:02d}.log").write_text("")
+        save_grid(folder / "hats_imgs" / f"{snap.iteration:04d}.png", snap.generated)
+        if self.lowres:
+            save_grid(folder / "hats_imgs" / f"{snap.iteration:04d}.lowres.png", _blocky(snap.generated))
+        completed_grid = image_grid(to_uint8(snap.completed))
+        save_image(folder / "completed" / f"{snap.iteration:04d}.png", completed_grid)
+        self._append_logs(folder / "logs", snap)
+        if self.gif:
+            self.frames.append(completed_grid)
+        if snap.iteration == self.n_iter:
+            for i, image in zip(snap.indices, snap.completed):
+                save_image(self.out_dir / "final" / f"{self.names[i]}.png", image)
+            if self.gif:
+                save_gif(folder / "completion.gif", self.frames)
+
+    @staticmethod
+    def _append_logs(folder, snap):
+        # One write per image and snapshot, whole lines only.
+        for k in range(len(snap.indices)):
+            lines = [
+                f"{it} {loss:.8g} " + " ".join(f"{v:.8g}" for v in z) + "\n"
+                for it, loss, z in zip(snap.log_iterations, snap.log_losses[:, k], snap.log_z[:, k])
+            ]
+            with open(folder / f"hats_{k:02d}.log", "a") as f:
+                f.write("".join(lines))
+
+
+def _blocky(images):
+    """The LOWRES_BLOCK-pixel block means of images, shown at full size."""
+    n, h, w, c = images.shape
+    b = LOWRES_BLOCK
+    means = images.reshape(n, h // b, b, w // b, b, c).mean(axis=(2, 4))
+    return np.repeat(np.repeat(means, b, axis=1), b, axis=2)

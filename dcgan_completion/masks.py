@@ -1,0 +1,168 @@
+"""Masks of known pixels (1 = known, 0 = to fill) and the weights of the context loss.
+
+A mask is a float32 array [size, size, 3] whose channels are equal. The types are the
+original's (`center`, `random`, `left`, `full`, `grid`, `lowres`), their mirror images
+(`right`, `top`, `bottom`), the paper's `random80` (80% missing) and `half` (a random
+half missing, horizontal or vertical), and `file` (a mask image, white = keep).
+
+The random types draw each image's mask from that image's own seed, so a mask never
+depends on the other images of a run (the original drew one random mask for all).
+"""
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+from .images import IMAGE_EXTENSIONS
+
+MASK_TYPES = (
+    "center", "random", "left", "full", "grid", "lowres",
+    "right", "top", "bottom", "random80", "half", "file",
+)
+# The lowres context compares means over blocks of LOWRES_BLOCK x LOWRES_BLOCK pixels
+# (the original's `lowres = 8`: an 8x8 image for 64x64 inputs).
+LOWRES_BLOCK = 8
+GRID_STEP = 4
+CONTEXT_WINDOW = 7  # the paper's 7x7 neighbourhood N(i) of the weighted context loss
+
+_MISSING_FRACTION = {"random": 0.2, "random80": 0.8}
+_HALVES = ("left", "right", "top", "bottom")
+
+
+def make_mask(mask_type, image_size, *, center_scale=0.25, seed=0):
+    """The mask of one image: float32 [image_size, image_size, 3], 1 = known pixel.
+
+    `seed` only matters for the random types (`random`, `random80`, `half`).
+    `file` masks come from `load_mask`.
+    """
+    size = image_size
+    keep = np.ones((size, size), bool)
+    if mask_type == "center":
+        if not 0 < center_scale <= 0.5:
+            raise InputError(f"--centerScale must be in (0, 0.5], got {center_scale}")
+        lo, hi = int(size * center_scale), int(size * (1 - center_scale))
+        keep[lo:hi, lo:hi] = False
+    elif mask_type in _MISSING_FRACTION:
+        keep = _rng(seed).random((size, size)) >= _MISSING_FRACTION[mask_type]
+    elif mask_type == "half":
+        return make_mask(_HALVES[_rng(seed).integers(len(_HALVES))], size)
+    elif mask_type == "left":
+        keep[:, : size // 2] = False
+    elif mask_type == "right":
+        keep[:, size // 2 :] = False
+    elif mask_type == "top":
+        keep[: size // 2, :] = False
+    elif mask_type == "bottom":
+        keep[size // 2 :, :] = False
+    elif mask_type == "full":
+        pass
+    elif mask_type == "grid":
+        keep[:] = False
+        keep[::GRID_STEP, ::GRID_STEP] = True
+    elif mask_type == "lowres":
+        keep[:] = False  # only the block means are known: see uses_lowres
+    elif mask_type == "file":
+        raise InputError("--maskType file needs --maskFile (a mask image, white = keep)")
+    else:
+        raise InputError(f"unknown mask type {mask_type!r}: choose one of {', '.join(MASK_TYPES)}")
+    return _to_channels(keep)
+
+
+def make_masks(mask_type, image_size, seeds, *, center_scale=0.25):
+    """One mask per seed: float32 [len(seeds), image_size, image_size, 3]."""
+    return np.stack([make_mask(mask_type, image_size, center_scale=center_scale, seed=s) for s in seeds])
+
+
+def uses_lowres(mask_type):
+    """Whether the mask type adds the context term on LOWRES_BLOCK-pixel block means."""
+    return mask_type == "lowres"
+
+
+def load_mask(path, image_size):
+    """A mask image (white = keep, black = fill; grey is thresholded at 50%) as a mask."""
+    try:
+        with Image.open(path) as im:
+            grey = np.asarray(im.convert("L"))
+    except FileNotFoundError:
+        raise InputError(f"mask file {path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"mask file {path}: cannot read image ({e})") from None
+    if grey.shape != (image_size, image_size):
+        raise InputError(
+            f"mask file {path} is {grey.shape[1]}x{grey.shape[0]} but the images are "
+            f"{image_size}x{image_size}: give a mask of the images' size"
+        )
+    keep = grey >= 128
+    if not keep.any():
+        raise InputError(f"mask file {path} keeps no pixel (all black): white marks the pixels to keep")
+    return _to_channels(keep)
+
+
+def load_masks(mask_file, image_paths, image_size):
+    """Masks for `image_paths` from --maskFile: one image for all, or a folder holding one
+    mask per input with the input's base name (any of .png/.jpg/.jpeg)."""
+    mask_file = Path(mask_file)
+    if not mask_file.is_dir():
+        mask = load_mask(mask_file, image_size)
+        return np.broadcast_to(mask, (len(image_paths),) + mask.shape).copy()
+    by_stem = {}
+    for p in sorted(mask_file.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            by_stem.setdefault(p.stem, p)
+    masks = []
+    for image_path in image_paths:
+        stem = Path(image_path).stem
+        if stem not in by_stem:
+            raise InputError(
+                f"mask folder {mask_file} has no mask for {image_path} "
+                f"(expected {stem}.png, .jpg or .jpeg)"
+            )
+        masks.append(load_mask(by_stem[stem], image_size))
+    return np.stack(masks)
+
+
+def check_masks(masks, lowres=False):
+    """Raise InputError unless every mask is 0/1 and keeps a pixel (or uses the lowres context)."""
+    masks = np.asarray(masks)
+    if not np.isin(masks, (0.0, 1.0)).all():
+        raise InputError("masks must hold only 0 (fill) and 1 (keep)")
+    if not lowres:
+        empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
+        if empty.size:
+            raise InputError(
+                f"the mask of image {empty[0]} keeps no pixel: nothing to complete from "
+                "(use a mask that keeps part of the image)"
+            )
+
+
+def weighted_context(masks, window=CONTEXT_WINDOW):
+    """The paper's context weights: W_i = sum_{j in N(i)} (1 - M_j) / |N(i)| for known
+    pixels i (0 for missing ones), N(i) the window x window neighbourhood of i clipped to
+    the image, so known pixels near the hole count most and far ones not at all.
+
+    masks: [..., H, W, C] (1 = known); returns float32 of the same shape.
+    """
+    masks = np.asarray(masks, np.float64)
+    radius = window // 2
+    missing_near = _window_sums(1.0 - masks, radius)
+    neighbours = _window_sums(np.ones_like(masks), radius)
+    return np.where(masks > 0.5, missing_near / neighbours, 0.0).astype(np.float32)
+
+
+def _window_sums(a, radius):
+    """Sum of a [..., H, W, C] over the (2r+1)^2 window around each pixel, clipped to the
+    image (zero padding), by an integral image."""
+    k = 2 * radius + 1
+    pad = [(0, 0)] * (a.ndim - 3) + [(radius + 1, radius), (radius + 1, radius), (0, 0)]
+    c = np.pad(a, pad).cumsum(-3).cumsum(-2)
+    return c[..., k:, k:, :] - c[..., :-k, k:, :] - c[..., k:, :-k, :] + c[..., :-k, :-k, :]
+
+
+def _to_channels(keep):
+    return np.repeat(keep[:, :, None], 3, axis=2).astype(np.float32)
+
+
+def _rng(seed):
+    # A stream of its own, apart from the one that draws the image's starting z.
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x6D61736B])

@@ -1,0 +1,164 @@
+"""`complete` end to end on a tiny 16x16 checkpoint: files on disk, exit codes, messages."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dcgan_completion.checkpoints import named_weights
+from dcgan_completion.cli.complete import main
+from dcgan_completion.images import read_rgb, save_image
+from dcgan_completion.masks import make_mask
+from dcgan_completion.networks import build_discriminator, build_generator
+
+SIZE = 16
+
+
+@pytest.fixture(autouse=True)
+def restore_grappler_options():
+    # The CLI switches grappler's remapper off for its process; keep it to these tests.
+    saved = tf.config.optimizer.get_experimental_options()
+    yield
+    tf.config.optimizer.set_experimental_options({"remapping": saved.get("remapping", True)})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoint")
+    g, d = build_generator(SIZE, gf_dim=16), build_discriminator(SIZE, df_dim=16)
+    rng = np.random.default_rng(0)
+    for layer in g.layers + d.layers:  # kernels large enough that G(z) moves visibly with z
+        if layer.name.startswith(("g_h", "d_h")):
+            layer.weights[0].assign(rng.normal(0, 0.1, layer.weights[0].shape))
+    tf.train.Checkpoint(generator=named_weights(g), discriminator=named_weights(d)).write(str(folder / "DCGAN.model-1"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        save_image(folder / f"face{k}.png", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+    return folder
+
+
+def complete(args, capsys):
+    """Run the CLI in-process: (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def gif_frames(path):
+    with Image.open(path) as im:
+        durations, loops = [], im.info.get("loop")
+        for k in range(im.n_frames):
+            im.seek(k)
+            durations.append(im.info["duration"])
+        return im.n_frames, durations, loops
+
+
+def test_several_batches_write_every_image(tmp_path, checkpoint, inputs, capsys):
+    out = tmp_path / "out"
+    code, stdout, _ = complete([inputs, "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 5,
+                                "--outInterval", 2, "--batch_size", 2, "--outDir", out, "--gif",
+                                "--maskType", "left", "--lr", "0.2"], capsys)
+    assert code == 0 and "completed 5 images" in stdout
+    mask = make_mask("left", SIZE) > 0.5
+    for k in range(5):
+        original = read_rgb(inputs / f"face{k}.png")
+        final = read_rgb(out / "final" / f"face{k}.png")
+        assert (final[mask] == original[mask]).all()  # known pixels exactly the input's
+    for b, n in ((0, 2), (1, 2), (2, 1)):  # batches 2, 2, 1, each in its own folder
+        folder = out / f"batch_{b:02d}"
+        assert Image.open(folder / "before.png").size == (n * SIZE, SIZE)
+        assert (folder / "masked.png").is_file()
+        names = sorted(p.name for p in (folder / "completed").iterdir())
+        assert names == ["0000.png", "0002.png", "0004.png", "0005.png"]
+        assert sorted(p.name for p in (folder / "hats_imgs").iterdir()) == names
+        logs = sorted((folder / "logs").iterdir())
+        assert [p.name for p in logs] == [f"hats_{k:02d}.log" for k in range(n)]
+        rows = np.loadtxt(logs[-1], ndmin=2)
+        assert rows.shape == (6, 2 + 100)  # iteration, loss, z, for iterations 0..5
+        np.testing.assert_array_equal(rows[:, 0], np.arange(6))
+        assert np.abs(rows[:, 2:]).max() <= 1
+        frames, durations, loops = gif_frames(folder / "completion.gif")
+        assert frames == 4 and durations == [100] * 4 and loops == 0
+    assert not (out / "before.png").exists()
+    final_grid = read_rgb(out / "batch_02" / "completed" / "0005.png")
+    np.testing.assert_array_equal(final_grid, read_rgb(out / "final" / "face4.png"))
+
+
+def test_one_batch_writes_the_originals_layout(tmp_path, checkpoint, inputs, capsys):
+    out = tmp_path / "out"
+    code, _, err = complete([inputs / "face0.png", inputs / "face1.png", "--checkpointDir", checkpoint,
+                             "--imgSize", SIZE, "--nIter", 2, "--outInterval", 50, "--outDir", out,
+                             "--maskType", "lowres", "--weightedContext"], capsys)
+    assert code == 0
+    for name in ("before.png", "masked.png", "lowres.png", "hats_imgs/0000.png", "hats_imgs/0000.lowres.png",
+                 "hats_imgs/0002.png", "completed/0000.png", "completed/0002.png", "logs/hats_01.log",
+                 "final/face0.png", "final/face1.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "completion.gif").exists()
+    lowres = read_rgb(out / "lowres.png")  # the inputs' 8x8 block means, one value per block
+    assert (lowres[:8, :8] == lowres[0, 0]).all() and "completing" in err
+
+
+def test_other_sizes_are_resized_with_a_warning(tmp_path, checkpoint, capsys):
+    save_image(tmp_path / "big.png", np.full((20, 24, 3), 200, np.uint8))
+    code, _, err = complete([tmp_path / "big.png", "--checkpointDir", checkpoint, "--imgSize", SIZE,
+                             "--nIter", 1, "--outDir", tmp_path / "out"], capsys)
+    assert code == 0
+    assert "complete: warning: big.png not 16x16: centre-cropped and resized" in err
+    assert read_rgb(tmp_path / "out" / "final" / "big.png").shape == (SIZE, SIZE, 3)
+
+
+def test_mask_files(tmp_path, checkpoint, inputs, capsys):
+    keep = np.full((SIZE, SIZE), 255, np.uint8)
+    keep[3:9, 5:12] = 0
+    Image.fromarray(keep).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    code, _, _ = complete([inputs / "face2.png", "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 3,
+                           "--maskType", "file", "--maskFile", tmp_path / "mask.png", "--outDir", out], capsys)
+    assert code == 0
+    final, original = read_rgb(out / "final" / "face2.png"), read_rgb(inputs / "face2.png")
+    assert (final[keep > 0] == original[keep > 0]).all()
+    assert not (final[keep == 0] == original[keep == 0]).all()
+
+
+def error_of(args, capsys):
+    code, out, err = complete(args, capsys)
+    lines = err.strip().splitlines()
+    return code, lines[-1], err
+
+
+@pytest.mark.parametrize("make_args,message", [
+    (lambda t, ck, inp: [t / "none.png", "--checkpointDir", ck], "none.png: no such file or folder"),
+    (lambda t, ck, inp: [t / "empty", "--checkpointDir", ck], "holds no .png/.jpg/.jpeg images"),
+    (lambda t, ck, inp: [t / "junk.png", "--checkpointDir", ck, "--imgSize", 16], "junk.png: cannot read image"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", t / "nothing"], "nothing: no such checkpoint"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", t / "empty"], "holds no checkpoint"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", ck], "the model completes 16x16 images, not 64x64: pass --imgSize 16"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "file"], "needs --maskFile"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "file", "--maskFile", t / "small.png"],
+     "is 8x8 but the images are 16x16"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "file", "--maskFile", t / "black.png"],
+     "keeps no pixel"),
+    (lambda t, ck, inp: [inp, "--nIter", "-3"], "argument --nIter/--n-iter: must be >= 0, got -3"),
+    (lambda t, ck, inp: [inp, "--lr", "fast"], "argument --lr: expected a float, got 'fast'"),
+    (lambda t, ck, inp: [inp, "--momentum", "1"], "argument --momentum: must be >= 0 and < 1, got 1"),
+    (lambda t, ck, inp: [inp, "--maskType", "ring"], "argument --maskType/--mask-type: invalid choice"),
+])
+def test_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, inputs, capsys, make_args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG but not really")
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(tmp_path / "black.png")
+    code, last, err = error_of(make_args(tmp_path, checkpoint, inputs), capsys)
+    assert code == 2
+    assert last.startswith("complete: error: ") and message in last, err
+    assert "Traceback" not in err
