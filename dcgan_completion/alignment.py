@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import dlib
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from .errors import InputError
@@ -225,35 +224,6 @@ def _check_size(size):
         raise InputError(f"size must be a positive whole number of pixels, got {size!r}")
 
 
-def read_photo(path):
-    """Read a photo as HxWx3 uint8 RGB, turned upright by its EXIF orientation tag.
-
-    Phone photos are often stored sideways with a tag saying how to show them; the face
-    detector only finds upright faces. (OpenCV's imread, which OpenFace used, turns
-    them too.)
-    """
-    rgb = read_rgb(path)
-    try:
-        with Image.open(path) as im:
-            orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block must not lose a photo that decoded
-        orientation = 1
-    if orientation not in _EXIF_TURNS:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).transpose(_EXIF_TURNS[orientation]))
-
-
-_EXIF_TURNS = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 # ---------------------------------------------------------------- folders
 
 
@@ -421,7 +391,7 @@ def _start_worker(predictor_path):
 
 def _align_one(photo, target, size, landmarks, skip_multi, predictor_path, upsample):
     try:
-        rgb = read_photo(photo)
+        rgb = read_rgb(photo)
     except InputError as e:  # its message names the file
         return FileOutcome(photo, target, "unreadable", None, str(e))
     except Exception as e:  # any other decoder failure (e.g. too many pixels) is per-file too
