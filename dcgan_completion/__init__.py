@@ -39,6 +39,10 @@ _EXPORTS = {
     "load_masks": "masks",
     "weighted_context": "masks",
     "save_gif": "images",
+    # issue 7: completing real photos
+    "complete_photo": "photos",
+    "complete_photo_files": "photos",
+    "load_photo_mask": "photos",
 }
 
 
