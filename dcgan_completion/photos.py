@@ -235,17 +235,27 @@ def splat_hole(hole, matrix, size):
 
 def unwarp_hole(crop_hole, matrix, shape):
     """The photo pixels (H x W bool) whose nearest crop pixel under `matrix` is in crop_hole."""
-    height, width = shape
-    back = cv2.warpAffine(crop_hole.astype(np.uint8), np.asarray(matrix, np.float64), (width, height),
-                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
-    return back.astype(bool)
+    size = crop_hole.shape[0]
+    # Only the photo pixels around the crop's footprint can land in it.
+    corners = np.float64([[-1, -1], [size, -1], [size, size], [-1, size]])
+    inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+    footprint = corners @ inverse[:, :2].T + inverse[:, 2]
+    left, top = np.clip(np.floor(footprint.min(axis=0)).astype(int), 0, None)
+    right, bottom = np.minimum(np.ceil(footprint.max(axis=0)).astype(int) + 1, (shape[1], shape[0]))
+    hole = np.zeros(shape, bool)
+    if left >= right or top >= bottom:
+        return hole
+    ys, xs = np.mgrid[top:bottom, left:right]
+    cx, cy, inside = _nearest_crop_pixel(matrix, xs, ys, size)
+    hole[top:bottom, left:right] = inside & crop_hole[np.where(inside, cy, 0), np.where(inside, cx, 0)]
+    return hole
 
 
 def assign_owners(hole, matrices, size):
     """H x W int: for each hole pixel, the face (index into matrices) that fills it, else -1.
 
-    A face can fill a pixel that lands inside its crop (where a sample of the crop needs
-    no pixel beyond its border); of those faces, the one whose crop centre is nearest.
+    A face can fill a pixel whose nearest crop pixel lies in its crop; of those faces,
+    the one whose crop centre is nearest.
     """
     owner = np.full(hole.shape, -1, np.int64)
     ys, xs = np.nonzero(hole)
@@ -254,12 +264,19 @@ def assign_owners(hole, matrices, size):
     centre = (size - 1) / 2
     for k, matrix in enumerate(matrices):
         qx, qy = _apply(matrix, xs, ys)
-        inside = (qx >= 0) & (qx <= size - 1) & (qy >= 0) & (qy <= size - 1)
+        _, _, inside = _nearest_crop_pixel(matrix, xs, ys, size)
         distance = np.where(inside, np.hypot(qx - centre, qy - centre), np.inf)
         nearer = distance < best
         best[nearer], who[nearer] = distance[nearer], k
     owner[ys, xs] = who
     return owner
+
+
+def _nearest_crop_pixel(matrix, xs, ys, size):
+    """(column, row, inside the crop) of the crop pixel nearest to where photo pixels land."""
+    qx, qy = _apply(matrix, xs, ys)
+    cx, cy = np.floor(qx + 0.5).astype(np.int64), np.floor(qy + 0.5).astype(np.int64)
+    return cx, cy, (cx >= 0) & (cx < size) & (cy >= 0) & (cy < size)
 
 
 def _apply(matrix, xs, ys):

@@ -1,6 +1,7 @@
 """Completing real photos: align each face, complete the crop, paste the fill back."""
 import argparse
 import shutil
+import warnings
 
 import cv2
 import numpy as np
@@ -160,6 +161,21 @@ def test_two_faces_are_both_completed_with_a_mask_type(shared_data, models):
         assert changed[face.region].mean() > 0.9
 
 
+@pytest.mark.parametrize("mask_type", ["left", "grid", "lowres"])
+def test_mask_types_touching_the_crop_border_fill_only_the_crops(shared_data, models, mask_type):
+    rgb = photo(shared_data, "longoria-cooper.jpg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no part of the hole lies outside the faces
+        out, faces = complete_photo(rgb, *models, mask_type=mask_type, **SEARCH)
+    for face in faces:
+        # The region is the crop's hole seen from the photo, pixel for pixel.
+        back = unwarp_hole(face.crop_mask[:, :, 0] == 0, face.matrix, rgb.shape[:2])
+        np.testing.assert_array_equal(face.region, back & ~np.any(
+            [f.region for f in faces if f is not face], axis=0))
+    region = faces[0].region | faces[1].region
+    np.testing.assert_array_equal(out[~region], rgb[~region])
+
+
 def test_a_photo_mask_on_one_face_completes_only_that_face(shared_data, models):
     rgb = photo(shared_data, "longoria-cooper.jpg")
     nose, box = nose_tip(rgb, face=1)
@@ -214,11 +230,17 @@ def test_owner_is_the_face_whose_crop_centre_is_nearest():
     second = np.float64([[1, 0, -6], [0, 1, 0]])
     hole = np.ones((12, 18), bool)
     owner = assign_owners(hole, [first, second], 10)
-    # Crop centre 4.5: x <= 7 is nearer the first face's (4.5) than the second's (10.5).
+    # Crop centre 4.5: x <= 7 is nearer the first face's (4.5) than the second's (10.5);
+    # pixels from x 16 and row 10 have no crop pixel nearer than half a pixel.
     np.testing.assert_array_equal(owner[:10, :8], 0)
     np.testing.assert_array_equal(owner[:10, 8:16], 1)
     np.testing.assert_array_equal(owner[:10, 16:], -1)
     np.testing.assert_array_equal(owner[10:], -1)
+    # Nearest-pixel footprint: a crop pixel's square reaches half a pixel beyond it.
+    shifted = np.float64([[1, 0, -0.4], [0, 1, 0.45]])
+    owner = assign_owners(hole, [shifted], 10)
+    np.testing.assert_array_equal(owner[:10, :10], 0)
+    assert (owner[:, 10:] == -1).all() and (owner[10:] == -1).all()
 
 
 def test_files_write_one_png_per_photo_and_the_faces(shared_data, models, tmp_path):
