@@ -15,11 +15,16 @@ at the new checkpoint (atomically) before deleting the older one.
 """
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from .errors import InputError
+from .images import atomic_path
 
 CHECKPOINT_NAME = "DCGAN.model"
+# The face model that ships with the package (see weights/README.md): what `complete`
+# and load_models() use when no checkpoint is given.
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "face64.npz"
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -95,12 +100,16 @@ def stored_shapes(prefix):
 
 def model_config(prefix):
     """image_size, z_dim, gf_dim and df_dim of the networks stored in a checkpoint."""
-    shapes = stored_shapes(prefix)
+    return config_from_shapes(stored_shapes(prefix), prefix)
+
+
+def config_from_shapes(shapes, source):
+    """The networks' sizes from {"generator/g_h0_lin/kernel": shape, ...}."""
     dense = shapes.get("generator/g_h0_lin/kernel")
     first_conv = shapes.get("discriminator/d_h0_conv/kernel")
     if dense is None or first_conv is None:
         raise InputError(
-            f"{prefix} holds no DCGAN generator/discriminator written by train-dcgan "
+            f"{source} holds no DCGAN generator/discriminator written by train-dcgan "
             "(missing generator/g_h0_lin and discriminator/d_h0_conv)"
         )
     upsamplings = 0
@@ -133,19 +142,77 @@ def restore(checkpoint, prefix):
         ) from None
 
 
+def _build(config, dtype):
+    from .networks import build_discriminator, build_generator
+
+    generator = build_generator(config["image_size"], config["z_dim"], config["gf_dim"], dtype=dtype)
+    discriminator = build_discriminator(config["image_size"], config["df_dim"], dtype=dtype)
+    return generator, discriminator
+
+
 def load_models(checkpoint=None, dtype=None):
     """(generator, discriminator) restored from a checkpoint directory or prefix.
 
-    The networks' sizes are read from the checkpoint itself. `dtype` is a Keras dtype
-    policy name (e.g. "mixed_bfloat16") for the rebuilt networks.
+    `checkpoint` is what train-dcgan wrote, a checkpoint of the original TF1 toolkit, or
+    None for the face model shipped with the package. The networks' sizes are read from
+    the checkpoint itself. `dtype` is a Keras dtype policy name (e.g. "mixed_bfloat16").
     """
-    from .networks import build_discriminator, build_generator
+    from .tf1_checkpoint import find_tf1_checkpoint, load_tf1_models
 
     if checkpoint is None:
-        raise InputError("no checkpoint given: pass the checkpoint folder train-dcgan wrote (e.g. `checkpoint`)")
+        return load_weights_file(SHIPPED_WEIGHTS, dtype)
+    if Path(checkpoint).suffix == ".npz":
+        return load_weights_file(checkpoint, dtype)
+    tf1_prefix = find_tf1_checkpoint(checkpoint)
+    if tf1_prefix is not None:
+        return load_tf1_models(tf1_prefix, dtype)
     prefix = find_checkpoint(checkpoint)
-    config = model_config(prefix)
-    generator = build_generator(config["image_size"], config["z_dim"], config["gf_dim"], dtype=dtype)
-    discriminator = build_discriminator(config["image_size"], config["df_dim"], dtype=dtype)
+    generator, discriminator = _build(model_config(prefix), dtype)
     restore(tf.train.Checkpoint(generator=named_weights(generator), discriminator=named_weights(discriminator)), prefix)
+    return generator, discriminator
+
+
+def save_weights_file(generator, discriminator, path, dtype=np.float16, reference_z=None):
+    """Write both networks' weights to one .npz file (keys as in checkpoints), atomically.
+
+    float16 halves the size of the shipped model; load_weights_file restores float32.
+    With `reference_z`, G(reference_z) as computed now is stored beside the weights
+    (`reference/z`, `reference/images`), so that a loaded copy can be checked against
+    the network it came from.
+    """
+    arrays = {
+        f"{model.name}/{layer}/{weight}": np.asarray(variable.numpy(), dtype)
+        for model in (generator, discriminator)
+        for layer, weights in named_weights(model).items()
+        for weight, variable in weights.items()
+    }
+    if reference_z is not None:
+        arrays["reference/z"] = np.asarray(reference_z, np.float32)
+        arrays["reference/images"] = generator(arrays["reference/z"], training=False).numpy()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_weights_file(path, dtype=None):
+    """(generator, discriminator) from a file written by save_weights_file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no such weights file"
+            + (" (this installation lacks the shipped face model: pass --checkpointDir)" if path == SHIPPED_WEIGHTS else "")
+        )
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read weights file ({e})") from None
+    generator, discriminator = _build(config_from_shapes({k: v.shape for k, v in arrays.items()}, path), dtype)
+    for model in (generator, discriminator):
+        for layer, weights in named_weights(model).items():
+            for weight, variable in weights.items():
+                key = f"{model.name}/{layer}/{weight}"
+                if key not in arrays or arrays[key].shape != tuple(variable.shape):
+                    raise InputError(f"{path} does not fit the networks: {key} is missing or has another shape")
+                variable.assign(arrays[key].astype(np.float32))
     return generator, discriminator

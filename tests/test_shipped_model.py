@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from dcgan_completion.checkpoints import SHIPPED_WEIGHTS, load_models, load_weights_file, save_weights_file
+from dcgan_completion.errors import InputError
+from dcgan_completion.networks import build_discriminator, build_generator
+
+
+def test_weights_file_round_trip(tmp_path):
+    g, d = build_generator(16, z_dim=8, gf_dim=4), build_discriminator(16, df_dim=4)
+    for layer in (g.get_layer("g_bn0"), d.get_layer("d_bn1")):
+        layer.moving_mean.assign(np.random.default_rng(1).normal(size=layer.moving_mean.shape))
+    z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype(np.float32)
+    save_weights_file(g, d, tmp_path / "m.npz", dtype=np.float32, reference_z=z)
+    g2, d2 = load_weights_file(tmp_path / "m.npz")
+    assert (g2.output_shape, g2.input_shape, d2.get_layer("d_h0_conv").kernel.shape) == (
+        (None, 16, 16, 3), (None, 8), (5, 5, 3, 4))
+    x = g(z, training=False).numpy()
+    np.testing.assert_array_equal(g2(z, training=False).numpy(), x)
+    np.testing.assert_array_equal(d2(x, training=False)[1].numpy(), d(x, training=False)[1].numpy())
+    with np.load(tmp_path / "m.npz") as stored:
+        np.testing.assert_array_equal(stored["reference/images"], x)
+
+
+def test_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):
+    g, d = build_generator(16, z_dim=8, gf_dim=4), build_discriminator(16, df_dim=4)
+    save_weights_file(g, d, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files if k != "discriminator/d_bn1/gamma"}
+    np.savez(tmp_path / "broken.npz", **arrays)
+    with pytest.raises(InputError, match="d_bn1/gamma is missing"):
+        load_weights_file(tmp_path / "broken.npz")
+    with pytest.raises(InputError, match="no such weights file"):
+        load_weights_file(tmp_path / "absent.npz")
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="no shipped face model in this checkout")
+def test_shipped_model_gives_the_output_of_the_checkpoint_it_came_from():
+    generator, discriminator = load_models()  # no checkpoint: the shipped face model
+    assert generator.output_shape == (None, 64, 64, 3)
+    with np.load(SHIPPED_WEIGHTS) as stored:
+        z, reference = stored["reference/z"], stored["reference/images"]
+    # float16 storage: tanh outputs agree to well under one grey level (2/255 = 0.008).
+    np.testing.assert_allclose(generator(z, training=False).numpy(), reference, atol=4e-3)
