@@ -27,6 +27,11 @@ _EXPORTS = {
     "poisson_blend": "blending",
     # issue 2: training (checkpoints, data, training)
     "load_models": "checkpoints",
+    "train": "training",
+    "build_dcgan": "training",
+    "DCGAN": "training",
+    "dataset_files": "data",
+    "image_batches": "data",
     # issue 5: the original's TF1 checkpoints
     "find_tf1_checkpoint": "tf1_checkpoint",
     "load_tf1_models": "tf1_checkpoint",

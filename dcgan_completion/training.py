@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import checkpoints, data
 from .errors import InputError
 from .images import image_grid, save_grid, to_uint8
-from .networks import Z_DIM, build_discriminator, build_generator
+from .networks import Z_DIM, build_discriminator, build_generator, num_upsamplings
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -191,6 +191,22 @@ def make_optimizer(learning_rate, beta1, precision):
     return optimizer
 
 
+def build_dcgan(image_size=64, z_dim=Z_DIM, gf_dim=64, df_dim=64, precision="float32", learning_rate=0.0002, beta1=0.5):
+    """A compiled DCGAN with the original's optimizers, built (call under a strategy's scope)."""
+    model = DCGAN(
+        build_generator(image_size, z_dim, gf_dim, dtype=precision),
+        build_discriminator(image_size, df_dim, dtype=precision),
+    )
+    model.compile(
+        d_optimizer=make_optimizer(learning_rate, beta1, precision),
+        g_optimizer=make_optimizer(learning_rate, beta1, precision),
+    )
+    # Optimizer variables exist before a checkpoint is restored into them.
+    model.d_optimizer.build(model.discriminator.trainable_variables)
+    model.g_optimizer.build(model.generator.trainable_variables)
+    return model
+
+
 def z_batches(seed, first_step, batch_size, z_dim=Z_DIM):
     """z of step s, s = first_step, first_step + 1, ...: Uniform(-1, 1) seeded by (seed, s)."""
 
@@ -207,6 +223,66 @@ def sample_z_of(seed, z_dim=Z_DIM):
 
 
 # ---------------------------------------------------------------------------- training
+
+
+def _check_settings(precision, epochs, batch_size, image_size, learning_rate, beta1, train_size):
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    for name, value in [("epoch", epochs), ("batch_size", batch_size), ("image_size", image_size)]:
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"--{name} must be a positive whole number, got {value!r}")
+    try:
+        num_upsamplings(image_size)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if not learning_rate > 0 or not 0 <= beta1 < 1:
+        raise InputError(f"need --learning_rate > 0 and 0 <= --beta1 < 1, got {learning_rate} and {beta1}")
+    if train_size is not None and train_size < batch_size:
+        raise InputError(f"--train_size {train_size} is smaller than one batch of {batch_size}")
+
+
+def _checkpoint_to_resume(checkpoint_dir, config):
+    """The newest checkpoint in checkpoint_dir, if any; it must hold networks of `config`."""
+    prefix = checkpoints.latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
+    if prefix is not None:
+        stored = checkpoints.model_config(prefix)
+        if stored != config:
+            raise InputError(
+                f"{prefix} was trained with {stored}, not {config}: use the same settings or another --checkpoint_dir"
+            )
+    return prefix
+
+
+def _training_state(seed, z_dim):
+    """Where training stands, kept in the checkpoint beside the networks and optimizers."""
+
+    def counter(value):
+        return tf.Variable(value, dtype=tf.int64, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    return {
+        "step": counter(0),  # updates done
+        "epoch": counter(0),  # of the next update
+        "position": counter(0),  # batch within that epoch
+        "seed": counter(seed),
+        "sample_z": tf.Variable(sample_z_of(seed, z_dim)),
+    }
+
+
+def _distributed_batches(strategy, files, image_size, batch_size, seed, train_size, epoch, position, epochs, is_crop, step, z_dim):
+    images = data.image_batches(files, image_size, batch_size, seed, train_size, epoch, position, epochs, is_crop)
+    batches = tf.data.Dataset.zip((images, z_batches(seed, step + 1, batch_size, z_dim))).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Each worker of a multi-worker run builds the same stream and keeps its share.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
+
+
+def _write_sample(generator, sample_z, path):
+    """The grid of G(sample_z), batch norm in inference mode, as a PNG and an image summary."""
+    samples = generator(sample_z, training=False).numpy()
+    save_grid(path, samples)
+    with tf.summary.record_if(True):
+        write_summary(_image_summary("G", image_grid(to_uint8(samples))))
 
 
 def train(
@@ -239,104 +315,63 @@ def train(
     `sample_every` steps, a checkpoint `checkpoint_dir/DCGAN.model-{step}` every
     `checkpoint_every` steps, at the end of each epoch and on Ctrl-C (only the newest
     is kept), and TensorBoard summaries under `log_dir` every `summary_every` steps.
-    `precision` None picks `default_precision()`. `max_steps` stops (with a checkpoint)
-    once training reaches that step.
+    `precision` None picks `default_precision()`; `strategy` is a name for
+    `make_strategy` or a tf.distribute.Strategy. `max_steps` stops (with a checkpoint)
+    once training reaches that step. The seed of a resumed run is the checkpoint's.
 
-    Returns a summary: {"step", "epoch", "checkpoint", "steps_run", "images_per_second"}
-    (the rate leaves out the run's first step, which builds the graph).
+    Returns a summary: {"step", "epoch", "checkpoint", "steps_run", "seconds",
+    "images_per_second"} (the rate leaves out the run's first step, which builds the graph).
     """
     precision = precision or default_precision()
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    for name, value in [("epoch", epochs), ("batch_size", batch_size), ("image_size", image_size)]:
-        if not isinstance(value, int) or value < 1:
-            raise InputError(f"--{name} must be a positive whole number, got {value!r}")
-    if learning_rate <= 0 or not 0 <= beta1 < 1:
-        raise InputError(f"need --learning_rate > 0 and 0 <= --beta1 < 1, got {learning_rate} and {beta1}")
-    if train_size is not None and train_size < batch_size:
-        raise InputError(f"--train_size {train_size} is smaller than one batch of {batch_size}")
-    try:
-        from .networks import num_upsamplings
-
-        num_upsamplings(image_size)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
+    _check_settings(precision, epochs, batch_size, image_size, learning_rate, beta1, train_size)
     strategy = make_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise InputError(f"--batch_size {batch_size} must be a multiple of the {replicas} devices training together")
     files = data.dataset_files(dataset, batch_size)
     per_epoch = data.steps_per_epoch(len(files), batch_size, train_size)
-    chief = _is_chief(strategy)
-
-    prefix = checkpoints.latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
-    if prefix is not None:
-        stored = checkpoints.model_config(prefix)
-        wanted = {"image_size": image_size, "z_dim": z_dim, "gf_dim": gf_dim, "df_dim": df_dim}
-        if stored != wanted:
-            raise InputError(
-                f"{prefix} was trained with {stored}, not {wanted}: use the same settings "
-                "or another --checkpoint_dir"
-            )
+    config = {"image_size": image_size, "z_dim": z_dim, "gf_dim": gf_dim, "df_dim": df_dim}
+    prefix = _checkpoint_to_resume(checkpoint_dir, config)
     if seed is None and prefix is None:
         seed = secrets.randbelow(2**31)
     if seed is not None:
         keras.utils.set_random_seed(seed)  # the initial weights
 
     with strategy.scope():
-        generator = build_generator(image_size, z_dim, gf_dim, dtype=precision)
-        discriminator = build_discriminator(image_size, df_dim, dtype=precision)
-        model = DCGAN(generator, discriminator)
-        model.compile(
-            d_optimizer=make_optimizer(learning_rate, beta1, precision),
-            g_optimizer=make_optimizer(learning_rate, beta1, precision),
-        )
-        model.d_optimizer.build(discriminator.trainable_variables)
-        model.g_optimizer.build(generator.trainable_variables)
-        counter = lambda value: tf.Variable(value, dtype=tf.int64, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)  # noqa: E731
-        state = {
-            "step": counter(0),
-            "epoch": counter(0),
-            "position": counter(0),
-            "seed": counter(seed or 0),
-            "sample_z": tf.Variable(sample_z_of(seed or 0, z_dim)),
-        }
-    checkpoint = checkpoints.training_checkpoint(generator, discriminator, model.d_optimizer, model.g_optimizer, **state)
+        model = build_dcgan(image_size, z_dim, gf_dim, df_dim, precision, learning_rate, beta1)
+        state = _training_state(seed or 0, z_dim)
+    generator = model.generator
+    checkpoint = checkpoints.training_checkpoint(generator, model.discriminator, model.d_optimizer, model.g_optimizer, **state)
+    chief = _is_chief(strategy)
+    # Every worker saves (saving is collective); only the chief's copy is kept.
     save_dir = Path(checkpoint_dir) if chief else Path(checkpoint_dir) / f".worker-{strategy.cluster_resolver.task_id}"
     manager = checkpoints.checkpoint_manager(checkpoint, save_dir)
-
     if prefix is not None:
         checkpoints.restore(checkpoint, prefix)
-        stored_seed = int(state["seed"].numpy())
-        if seed is not None and seed != stored_seed:
-            warnings.warn(f"resuming {prefix}: keeping its seed {stored_seed}, not --seed {seed}", stacklevel=2)
-        seed = stored_seed
+        if seed is not None and seed != int(state["seed"].numpy()):
+            warnings.warn(f"resuming {prefix}: keeping its seed {int(state['seed'].numpy())}, not {seed}", stacklevel=2)
+        seed = int(state["seed"].numpy())
+
     start_step, epoch, position = (int(state[k].numpy()) for k in ("step", "epoch", "position"))
-    if position >= per_epoch:  # the dataset shrank since the checkpoint
+    if position >= per_epoch:  # fewer images than when the checkpoint was written
         epoch, position = epoch + 1, 0
-    if prefix is not None and progress:
-        tqdm.write(f"resuming from {prefix}: epoch {epoch + 1}, batch {position}, step {start_step}")
     last_step = start_step + (epochs - epoch) * per_epoch - position
     if max_steps is not None:
         last_step = min(last_step, max_steps)
-    summary = {"step": start_step, "epoch": epoch, "checkpoint": prefix, "steps_run": 0, "images_per_second": None}
+    summary = {"step": start_step, "epoch": epoch, "checkpoint": prefix, "steps_run": 0, "seconds": 0.0,
+               "images_per_second": None}
+    say = tqdm.write if progress else (lambda message: None)
+    if prefix is not None:
+        say(f"resuming from {prefix}: epoch {epoch + 1}, batch {position}, step {start_step}")
     if last_step <= start_step:
-        if progress:
-            tqdm.write(f"nothing to do: {prefix} has done {min(epoch, epochs)} of {epochs} epochs (step {start_step})")
+        say(f"nothing to do: {prefix} has done {min(epoch, epochs)} of {epochs} epochs (step {start_step})")
         return summary
-    if progress:
-        tqdm.write(
-            f"training on {len(files)} images ({per_epoch} batches of {batch_size} per epoch), "
-            f"{precision}, {replicas} device{'s' if replicas > 1 else ''}, seed {seed}"
-        )
+    say(f"training on {len(files)} images ({per_epoch} batches of {batch_size} per epoch), "
+        f"{precision}, {replicas} device{'s' if replicas > 1 else ''}, seed {seed}")
 
-    images = data.image_batches(
-        files, image_size, batch_size, seed, train_size, first_epoch=epoch, first_batch=position, epochs=epochs, is_crop=is_crop
+    iterator = _distributed_batches(
+        strategy, files, image_size, batch_size, seed, train_size, epoch, position, epochs, is_crop, start_step, z_dim
     )
-    batches = tf.data.Dataset.zip((images, z_batches(seed, start_step + 1, batch_size, z_dim)))
-    iterator = iter(strategy.experimental_distribute_dataset(batches.prefetch(tf.data.AUTOTUNE)))
-
     step_var = state["step"]
 
     @tf.function
@@ -351,6 +386,8 @@ def train(
         return epoch + offset // per_epoch, offset % per_epoch
 
     def save():
+        # From the step counter, which the graph updates with the weights: consistent
+        # even when Ctrl-C arrives between a step and the bookkeeping after it.
         step = int(step_var.numpy())
         if manager.latest_checkpoint and manager.latest_checkpoint.endswith(f"-{step}"):
             return manager.latest_checkpoint
@@ -360,52 +397,44 @@ def train(
         return manager.save(checkpoint_number=step)
 
     writer = tf.summary.create_file_writer(str(log_dir)) if chief else tf.summary.create_noop_writer()
-    sample_z = state["sample_z"]
     bar = None
     started = time.perf_counter()
     timed_from = None
-    step = start_step
     try:
         with writer.as_default(step=step_var), tf.summary.record_if(lambda: step_var % summary_every == 0):
-            while step < last_step:
-                batch_epoch, batch = where(step + 1)
+            for step in range(start_step + 1, last_step + 1):
+                batch_epoch, batch = where(step)
                 if bar is None or batch == 0:
                     if bar is not None:
                         bar.close()
-                    bar = tqdm(
-                        total=per_epoch, initial=batch, desc=f"epoch {batch_epoch + 1}/{epochs}", unit="batch", disable=not progress
-                    )
+                    bar = tqdm(total=per_epoch, initial=batch, desc=f"epoch {batch_epoch + 1}/{epochs}",
+                               unit="batch", disable=not progress)
                 losses = train_function(iterator)
-                step += 1
-                if timed_from is None:
-                    timed_from = (time.perf_counter(), step)
+                timed_from = timed_from or (time.perf_counter(), step)
                 bar.update(1)
                 if step % 10 == 0 or batch + 1 == per_epoch or step == last_step:
                     bar.set_postfix(d_loss=f"{float(losses['d_loss']):.4f}", g_loss=f"{float(losses['g_loss']):.4f}")
                 if step % sample_every == 0 and chief:
-                    samples = generator(sample_z, training=False).numpy()
-                    save_grid(Path(sample_dir) / f"train_{batch_epoch:02d}_{batch:04d}.png", samples)
-                    with tf.summary.record_if(True):
-                        write_summary(_image_summary("G", image_grid(to_uint8(samples))))
+                    _write_sample(generator, state["sample_z"], Path(sample_dir) / f"train_{batch_epoch:02d}_{batch:04d}.png")
                 if step % checkpoint_every == 0 or batch + 1 == per_epoch:
                     save()
         ended = time.perf_counter()
         summary["checkpoint"] = save()
     except KeyboardInterrupt:
-        saved = save()
-        if progress:
-            tqdm.write(f"interrupted: saved {saved}; run the same command again to go on")
+        say(f"interrupted: saved {save()}; run the same command again to go on")
         raise
     finally:
         if bar is not None:
             bar.close()
-        writer.flush()
+        writer.close()
+        # Stop the input pipeline's threads now: an interrupted run's traceback keeps this
+        # frame alive into interpreter shutdown, where tearing them down can hang.
+        iterator = None  # noqa: F841
         if not chief:
             shutil.rmtree(save_dir, ignore_errors=True)
+
     step = int(step_var.numpy())
-    rate = None
-    if timed_from is not None and step > timed_from[1]:
-        rate = (step - timed_from[1]) * batch_size / (ended - timed_from[0])
-    summary.update(step=step, epoch=where(step + 1)[0], steps_run=step - start_step, images_per_second=rate)
-    summary["seconds"] = ended - started
+    if step > timed_from[1]:
+        summary["images_per_second"] = (step - timed_from[1]) * batch_size / (ended - timed_from[0])
+    summary.update(step=step, epoch=where(step + 1)[0], steps_run=step - start_step, seconds=ended - started)
     return summary

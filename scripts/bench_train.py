@@ -1,0 +1,185 @@
+"""Training speed: this project against a baseline with the original's structure.
+
+The baseline is the original's training loop rebuilt with tf.compat.v1: one graph,
+a Session, the same networks and losses, images decoded synchronously in Python
+(PIL, centre-crop and resize) and fed with feed_dict every step, one D update and two
+G updates, summaries every step, and the three extra loss evaluations the original ran
+only to print them. This project runs `train()` with its default settings (tf.data
+input, default precision and strategy). Both train on the same faces, with batches of
+64 at 64x64, in the same process; the first step of each (graph building) is not timed.
+
+    python scripts/bench_train.py            # ~4 minutes on 2 CPU cores
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from dcgan_completion.images import list_images, load_image  # noqa: E402
+from dcgan_completion.training import default_precision, train  # noqa: E402
+
+RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-89x109"
+v1 = tf.compat.v1
+
+
+# ----------------------------------------------------------------- the baseline (TF1 style)
+
+
+def _conv(x, out, name):
+    with v1.variable_scope(name):
+        w = v1.get_variable("w", [5, 5, x.shape[-1], out], initializer=v1.truncated_normal_initializer(stddev=0.02))
+        b = v1.get_variable("biases", [out], initializer=v1.zeros_initializer())
+        return tf.nn.bias_add(tf.nn.conv2d(x, w, [1, 2, 2, 1], "SAME"), b)
+
+
+def _deconv(x, shape, name):
+    with v1.variable_scope(name):
+        w = v1.get_variable("w", [5, 5, shape[-1], x.shape[-1]], initializer=v1.random_normal_initializer(stddev=0.02))
+        b = v1.get_variable("biases", [shape[-1]], initializer=v1.zeros_initializer())
+        return tf.nn.bias_add(tf.nn.conv2d_transpose(x, w, shape, [1, 2, 2, 1]), b)
+
+
+def _linear(x, out, name):
+    with v1.variable_scope(name):
+        m = v1.get_variable("Matrix", [x.shape[-1], out], initializer=v1.random_normal_initializer(stddev=0.02))
+        b = v1.get_variable("bias", [out], initializer=v1.zeros_initializer())
+        return tf.matmul(x, m) + b
+
+
+def _batch_norm(x, name):
+    """Batch statistics, with a moving average (decay 0.9) updated on every use, as the original."""
+    c = x.shape[-1]
+    with v1.variable_scope(name):
+        beta = v1.get_variable("beta", [c], initializer=v1.zeros_initializer())
+        gamma = v1.get_variable("gamma", [c], initializer=v1.random_normal_initializer(1.0, 0.02))
+        mm = v1.get_variable("moving_mean", [c], initializer=v1.zeros_initializer(), trainable=False)
+        mv = v1.get_variable("moving_variance", [c], initializer=v1.ones_initializer(), trainable=False)
+    mean, var = tf.nn.moments(x, [0, 1, 2])
+    with tf.control_dependencies([v1.assign(mm, 0.9 * mm + 0.1 * mean), v1.assign(mv, 0.9 * mv + 0.1 * var)]):
+        mean, var = tf.identity(mean), tf.identity(var)
+    return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5)
+
+
+def _lrelu(x):
+    return 0.6 * x + 0.4 * tf.abs(x)
+
+
+def _generator(z, batch):
+    with v1.variable_scope("generator"):
+        h = tf.reshape(_linear(z, 4 * 4 * 512, "g_h0_lin"), [-1, 4, 4, 512])
+        h = tf.nn.relu(_batch_norm(h, "g_bn0"))
+        for i, (size, channels) in enumerate([(8, 256), (16, 128), (32, 64)], start=1):
+            h = tf.nn.relu(_batch_norm(_deconv(h, [batch, size, size, channels], f"g_h{i}"), f"g_bn{i}"))
+        return tf.nn.tanh(_deconv(h, [batch, 64, 64, 3], "g_h4"))
+
+
+def _discriminator(images, reuse):
+    with v1.variable_scope("discriminator", reuse=reuse):
+        h = _lrelu(_conv(images, 64, "d_h0_conv"))
+        for i, channels in enumerate([128, 256, 512], start=1):
+            h = _lrelu(_batch_norm(_conv(h, channels, f"d_h{i}_conv"), f"d_bn{i}"))
+        logits = _linear(tf.reshape(h, [-1, 4 * 4 * 512]), 1, "d_h3_lin")
+        return tf.nn.sigmoid(logits), logits
+
+
+def _xent(logits, label):
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(logits=logits, labels=tf.fill(tf.shape(logits), label)))
+
+
+def baseline(files, steps, batch, log_dir):
+    """images/s of the original's training loop over `steps` steps (the first not timed)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [batch, 64, 64, 3], name="real_images")
+        z = v1.placeholder(tf.float32, [None, 100], name="z")
+        G = _generator(z, batch)
+        D, D_logits = _discriminator(images, reuse=False)
+        D_, D_logits_ = _discriminator(G, reuse=True)
+        d_loss_real, d_loss_fake = _xent(D_logits, 1.0), _xent(D_logits_, 0.0)
+        d_loss, g_loss = d_loss_real + d_loss_fake, _xent(D_logits_, 1.0)
+        t_vars = v1.trainable_variables()
+        d_vars = [v for v in t_vars if "d_" in v.name]
+        g_vars = [v for v in t_vars if "g_" in v.name]
+        d_optim = v1.train.AdamOptimizer(0.0002, beta1=0.5).minimize(d_loss, var_list=d_vars)
+        g_optim = v1.train.AdamOptimizer(0.0002, beta1=0.5).minimize(g_loss, var_list=g_vars)
+        s = v1.summary
+        g_sum = s.merge([s.histogram("z", z), s.histogram("d_", D_), s.image("G", G),
+                         s.scalar("d_loss_fake", d_loss_fake), s.scalar("g_loss", g_loss)])
+        d_sum = s.merge([s.histogram("z", z), s.histogram("d", D), s.scalar("d_loss_real", d_loss_real),
+                         s.scalar("d_loss", d_loss)])
+        init = v1.global_variables_initializer()
+    rng = np.random.default_rng(0)
+    order = list(rng.permutation(files))  # shuffled once, walked in order
+    with v1.Session(graph=graph) as sess:
+        sess.run(init)
+        writer = s.FileWriter(log_dir, graph)
+        for step in range(steps):
+            if step == 1:
+                started = time.perf_counter()
+            batch_files = order[step * batch : (step + 1) * batch]
+            batch_images = np.array([load_image(f, 64) for f in batch_files], np.float32)
+            batch_z = rng.uniform(-1, 1, [batch, 100]).astype(np.float32)
+            _, summary = sess.run([d_optim, d_sum], feed_dict={images: batch_images, z: batch_z})
+            writer.add_summary(summary, step)
+            for _ in range(2):
+                _, summary = sess.run([g_optim, g_sum], feed_dict={z: batch_z})
+                writer.add_summary(summary, step)
+            # The original's extra forward passes, only to print the losses.
+            err_d_fake = d_loss_fake.eval({z: batch_z})
+            err_d_real = d_loss_real.eval({images: batch_images})
+            err_g = g_loss.eval({z: batch_z})
+            assert np.isfinite(err_d_fake + err_d_real + err_g)
+        seconds = time.perf_counter() - started
+        writer.close()
+    return (steps - 1) * batch / seconds
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=RAW, help="folder of face images (default: ../shared/data/celeba-89x109)")
+    parser.add_argument("--steps", type=int, default=16, help="training steps of each (default 16)")
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"bench_train.py: {args.data} is not a folder of faces: pass --data")
+
+    needed = args.steps * args.batch_size
+    files = [str(f) for f in list_images(args.data)][:needed]
+    if len(files) < needed:
+        sys.exit(f"bench_train.py: need {needed} images in {args.data}, found {len(files)}")
+    size = np.asarray(load_image(files[0])).shape[:2]
+    print(f"{len(files)} faces of {size[1]}x{size[0]} from {args.data}, centre-cropped and resized to 64x64; "
+          f"{args.steps} steps of {args.batch_size}; tensorflow {tf.__version__}, {os.cpu_count()} CPUs", flush=True)
+
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        faces = work / "faces"
+        faces.mkdir()
+        for f in files:
+            (faces / Path(f).name).symlink_to(f)
+
+        base = baseline(files, args.steps, args.batch_size, str(work / "baseline-logs"))
+        print(f"baseline (TF1 graph, feed_dict, synchronous decoding, 3 extra loss passes, float32): "
+              f"{base:.1f} images/s", flush=True)
+
+        summary = train(
+            str(faces), epochs=1, batch_size=args.batch_size, checkpoint_dir=work / "checkpoint",
+            sample_dir=work / "samples", log_dir=work / "logs", seed=1, progress=False,
+        )
+        ours = summary["images_per_second"]
+        print(f"this project (train(), defaults: tf.data, {default_precision()}): {ours:.1f} images/s")
+    print(f"ratio: {ours / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
