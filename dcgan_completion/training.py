@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from . import checkpoints, data
+from . import checkpoints, data, tf1_checkpoint
 from .errors import InputError
 from .images import image_grid, save_grid, to_uint8
 from .networks import Z_DIM, build_discriminator, build_generator, num_upsamplings
@@ -242,15 +242,32 @@ def _check_settings(precision, epochs, batch_size, image_size, learning_rate, be
 
 
 def _checkpoint_to_resume(checkpoint_dir, config):
-    """The newest checkpoint in checkpoint_dir, if any; it must hold networks of `config`."""
+    """(prefix, is_tf1) of the newest checkpoint in checkpoint_dir, or (None, False).
+
+    It may be this project's or the original's (TF1); it must hold networks of `config`.
+    """
     prefix = checkpoints.latest_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
-    if prefix is not None:
-        stored = checkpoints.model_config(prefix)
-        if stored != config:
-            raise InputError(
-                f"{prefix} was trained with {stored}, not {config}: use the same settings or another --checkpoint_dir"
-            )
-    return prefix
+    if prefix is None:
+        return None, False
+    is_tf1 = tf1_checkpoint.find_tf1_checkpoint(prefix) is not None
+    stored = tf1_checkpoint.tf1_model_config(prefix) if is_tf1 else checkpoints.model_config(prefix)
+    if stored != config:
+        raise InputError(
+            f"{prefix} was trained with {stored}, not {config}: use the same settings or another --checkpoint_dir"
+        )
+    return prefix, is_tf1
+
+
+def _keep_tf1_checkpoint(checkpoint_dir, prefix):
+    """Mark the original's checkpoint as one to keep, before our checkpoints join it.
+
+    A CheckpointManager deletes older checkpoints listed in the `checkpoint` file with a
+    timestamp after its last preserved one; this one is listed as preserved.
+    """
+    tf.compat.v1.train.update_checkpoint_state(
+        str(checkpoint_dir), prefix, [prefix], all_model_checkpoint_timestamps=[0.0],
+        last_preserved_timestamp=time.time(),
+    )
 
 
 def _training_state(seed, z_dim):
@@ -331,8 +348,8 @@ def train(
     files = data.dataset_files(dataset, batch_size)
     per_epoch = data.steps_per_epoch(len(files), batch_size, train_size)
     config = {"image_size": image_size, "z_dim": z_dim, "gf_dim": gf_dim, "df_dim": df_dim}
-    prefix = _checkpoint_to_resume(checkpoint_dir, config)
-    if seed is None and prefix is None:
+    prefix, from_tf1 = _checkpoint_to_resume(checkpoint_dir, config)
+    if seed is None and (prefix is None or from_tf1):
         seed = secrets.randbelow(2**31)
     if seed is not None:
         keras.utils.set_random_seed(seed)  # the initial weights
@@ -343,10 +360,17 @@ def train(
     generator = model.generator
     checkpoint = checkpoints.training_checkpoint(generator, model.discriminator, model.d_optimizer, model.g_optimizer, **state)
     chief = _is_chief(strategy)
+    if from_tf1:
+        # The original's weights; its step counter goes on, its epochs start again at 0
+        # (as the original's did), and Adam starts afresh (TF1 checkpoints carry none of ours).
+        tf1_checkpoint.load_tf1_weights(prefix, generator, model.discriminator)
+        state["step"].assign(tf1_checkpoint.tf1_checkpoint_step(prefix))
+        if chief:
+            _keep_tf1_checkpoint(checkpoint_dir, prefix)
     # Every worker saves (saving is collective); only the chief's copy is kept.
     save_dir = Path(checkpoint_dir) if chief else Path(checkpoint_dir) / f".worker-{strategy.cluster_resolver.task_id}"
     manager = checkpoints.checkpoint_manager(checkpoint, save_dir)
-    if prefix is not None:
+    if prefix is not None and not from_tf1:
         checkpoints.restore(checkpoint, prefix)
         if seed is not None and seed != int(state["seed"].numpy()):
             warnings.warn(f"resuming {prefix}: keeping its seed {int(state['seed'].numpy())}, not {seed}", stacklevel=2)
@@ -362,7 +386,8 @@ def train(
                "images_per_second": None}
     say = tqdm.write if progress else (lambda message: None)
     if prefix is not None:
-        say(f"resuming from {prefix}: epoch {epoch + 1}, batch {position}, step {start_step}")
+        kind = " (the original's TF1 checkpoint)" if from_tf1 else ""
+        say(f"resuming from {prefix}{kind}: epoch {epoch + 1}, batch {position}, step {start_step}")
     if last_step <= start_step:
         say(f"nothing to do: {prefix} has done {min(epoch, epochs)} of {epochs} epochs (step {start_step})")
         return summary

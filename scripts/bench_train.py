@@ -6,11 +6,14 @@ a Session, the same networks and losses, images decoded synchronously in Python
 G updates, summaries every step, and the three extra loss evaluations the original ran
 only to print them. This project runs `train()` with its default settings (tf.data
 input, default precision and strategy). Both train on the same faces, with batches of
-64 at 64x64, in the same process; the first step of each (graph building) is not timed.
+64 at 64x64, in the same process; steps that build graphs are not timed.
 
-    python scripts/bench_train.py            # ~4 minutes on 2 CPU cores
+The two alternate in rounds, so that a machine shared with other work slows both alike.
+
+    python scripts/bench_train.py            # ~4 minutes on 2 idle CPU cores
 """
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -93,8 +96,9 @@ def _xent(logits, label):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(logits=logits, labels=tf.fill(tf.shape(logits), label)))
 
 
-def baseline(files, steps, batch, log_dir):
-    """images/s of the original's training loop over `steps` steps (the first not timed)."""
+@contextlib.contextmanager
+def baseline(files, batch, log_dir):
+    """The original's training loop; yields run(n): n more steps, returns their seconds."""
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.float32, [batch, 64, 64, 3], name="real_images")
@@ -117,12 +121,12 @@ def baseline(files, steps, batch, log_dir):
         init = v1.global_variables_initializer()
     rng = np.random.default_rng(0)
     order = list(rng.permutation(files))  # shuffled once, walked in order
-    with v1.Session(graph=graph) as sess:
-        sess.run(init)
-        writer = s.FileWriter(log_dir, graph)
-        for step in range(steps):
-            if step == 1:
-                started = time.perf_counter()
+    counter = [0]
+
+    def run(steps):
+        started = time.perf_counter()
+        for _ in range(steps):
+            step = counter[0]
             batch_files = order[step * batch : (step + 1) * batch]
             batch_images = np.array([load_image(f, 64) for f in batch_files], np.float32)
             batch_z = rng.uniform(-1, 1, [batch, 100]).astype(np.float32)
@@ -132,13 +136,23 @@ def baseline(files, steps, batch, log_dir):
                 _, summary = sess.run([g_optim, g_sum], feed_dict={z: batch_z})
                 writer.add_summary(summary, step)
             # The original's extra forward passes, only to print the losses.
-            err_d_fake = d_loss_fake.eval({z: batch_z})
-            err_d_real = d_loss_real.eval({images: batch_images})
-            err_g = g_loss.eval({z: batch_z})
+            err_d_fake = sess.run(d_loss_fake, {z: batch_z})
+            err_d_real = sess.run(d_loss_real, {images: batch_images})
+            err_g = sess.run(g_loss, {z: batch_z})
             assert np.isfinite(err_d_fake + err_d_real + err_g)
-        seconds = time.perf_counter() - started
+            counter[0] += 1
+        return time.perf_counter() - started
+
+    # Not `with sess:`, which would make the graph the default for eager code run meanwhile.
+    sess = v1.Session(graph=graph)
+    with graph.as_default():
+        writer = s.FileWriter(log_dir, graph)
+    try:
+        sess.run(init)
+        yield run
+    finally:
         writer.close()
-    return (steps - 1) * batch / seconds
+        sess.close()
 
 
 # ----------------------------------------------------------------------------------- main
@@ -147,37 +161,53 @@ def baseline(files, steps, batch, log_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=RAW, help="folder of face images (default: ../shared/data/celeba-89x109)")
-    parser.add_argument("--steps", type=int, default=16, help="training steps of each (default 16)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations of the two (default 4)")
+    parser.add_argument("--steps", type=int, default=5, help="training steps of each per round (default 5)")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--precision", default=None, help="this project's precision (default: its default)")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"bench_train.py: {args.data} is not a folder of faces: pass --data")
+    batch, total = args.batch_size, args.rounds * args.steps
 
-    needed = args.steps * args.batch_size
+    # One batch more than the steps, so that no epoch (and its checkpoint) ends in a timed step.
+    needed = (total + 1) * batch
     files = [str(f) for f in list_images(args.data)][:needed]
     if len(files) < needed:
         sys.exit(f"bench_train.py: need {needed} images in {args.data}, found {len(files)}")
-    size = np.asarray(load_image(files[0])).shape[:2]
-    print(f"{len(files)} faces of {size[1]}x{size[0]} from {args.data}, centre-cropped and resized to 64x64; "
-          f"{args.steps} steps of {args.batch_size}; tensorflow {tf.__version__}, {os.cpu_count()} CPUs", flush=True)
+    height, width = np.asarray(load_image(files[0])).shape[:2]
+    precision = args.precision or default_precision()
+    print(f"{len(files)} faces of {width}x{height} from {args.data}, centre-cropped and resized to 64x64; "
+          f"batches of {batch}; {args.rounds} rounds of {args.steps} steps each, alternating; "
+          f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs", flush=True)
 
-    with tempfile.TemporaryDirectory() as work:
+    timed = {"baseline": [0, 0.0], "project": [0, 0.0]}  # images, seconds
+    with tempfile.TemporaryDirectory() as work, baseline(files, batch, str(Path(work) / "baseline-logs")) as run_baseline:
         work = Path(work)
         faces = work / "faces"
         faces.mkdir()
         for f in files:
             (faces / Path(f).name).symlink_to(f)
+        run_baseline(1)  # builds and optimises the graph: not timed
+        for round in range(args.rounds):
+            steps = args.steps - (round == 0)
+            timed["baseline"][0] += steps * batch
+            timed["baseline"][1] += run_baseline(steps)
+            # Each call resumes from the last checkpoint; its first step (tracing) is not timed.
+            summary = train(
+                str(faces), epochs=1, batch_size=batch, checkpoint_dir=work / "checkpoint", sample_dir=work / "samples",
+                log_dir=work / "logs", seed=1, precision=precision, max_steps=(round + 1) * args.steps, progress=False,
+            )
+            images = (summary["steps_run"] - 1) * batch
+            timed["project"][0] += images
+            timed["project"][1] += images / summary["images_per_second"]
+            print(f"round {round + 1}: baseline {timed['baseline'][0] / timed['baseline'][1]:.1f}, "
+                  f"project {timed['project'][0] / timed['project'][1]:.1f} images/s so far", flush=True)
 
-        base = baseline(files, args.steps, args.batch_size, str(work / "baseline-logs"))
-        print(f"baseline (TF1 graph, feed_dict, synchronous decoding, 3 extra loss passes, float32): "
-              f"{base:.1f} images/s", flush=True)
-
-        summary = train(
-            str(faces), epochs=1, batch_size=args.batch_size, checkpoint_dir=work / "checkpoint",
-            sample_dir=work / "samples", log_dir=work / "logs", seed=1, progress=False,
-        )
-        ours = summary["images_per_second"]
-        print(f"this project (train(), defaults: tf.data, {default_precision()}): {ours:.1f} images/s")
+    base = timed["baseline"][0] / timed["baseline"][1]
+    ours = timed["project"][0] / timed["project"][1]
+    print(f"baseline (TF1 graph, feed_dict, synchronous decoding, 3 extra loss passes, float32): {base:.1f} images/s")
+    print(f"this project (train(): tf.data, {precision}): {ours:.1f} images/s")
     print(f"ratio: {ours / base:.2f}x")
 
 

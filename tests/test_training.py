@@ -147,6 +147,24 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     assert generator.output_shape == (None, 8, 8, 3)
 
 
+def test_training_goes_on_from_the_originals_tf1_checkpoint(tmp_path):
+    from test_tf1_checkpoint import small_checkpoint
+
+    tf1_prefix = small_checkpoint(tmp_path / "checkpoint", step=7)  # 16x16, gf_dim = df_dim = 64
+    data = noise_folder(tmp_path / "data", count=4, size=16)
+    summary = run(tmp_path, data, epochs=1, seed=1, image_size=16, gf_dim=64, df_dim=64)
+    assert summary["step"] == 8 and summary["steps_run"] == 1
+    assert summary["checkpoint"].endswith("DCGAN.model-8")
+    assert Path(f"{tf1_prefix}.index").exists()  # the original's checkpoint is kept
+    # Training started from its weights: one Adam step moves a weight by about 0.0002.
+    theirs = tf.train.load_checkpoint(tf1_prefix).get_tensor("generator/g_h1/w")
+    ours = stored_values(tmp_path / "checkpoint")["generator/g_h1/kernel/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert np.abs(ours - theirs).max() < 5e-4 < np.abs(theirs).mean()
+    # The next run resumes from ours.
+    again = run(tmp_path, data, epochs=2, image_size=16, gf_dim=64, df_dim=64)
+    assert again["step"] == 9 and Path(f"{tf1_prefix}.index").exists()
+
+
 def test_tensorboard_summaries(tmp_path):
     data = noise_folder(tmp_path / "data", count=8)
     run(tmp_path, data, epochs=2, seed=1, sample_every=3, summary_every=2)  # 4 steps
