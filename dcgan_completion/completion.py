@@ -31,12 +31,14 @@ from .errors import InputError
 from .masks import LOWRES_BLOCK, check_masks, weighted_context as weighted_context_of
 
 APPROACHES = ("adam", "momentum", "hmc")
-# Chosen by measurement (README, "complete"): adam completed best.
+# Measured (README, "complete"): adam completes as well as momentum at its best step,
+# and its step does not depend on the size of the gradient, which grows with the number
+# of known pixels.
 DEFAULT_APPROACH = "adam"
-# The loss sums over pixels, so its gradient is large (hundreds to thousands per
-# coordinate of z): the original's lr 0.01 fits adam, whose step does not scale with the
-# gradient, but sends momentum from wall to wall of [-1, 1]. See README for the measurement.
-DEFAULT_LR = {"adam": 0.01, "momentum": 1e-5, "hmc": 0.01}
+# The loss sums over pixels, so its gradient is ~100 per coordinate of z on faces: the
+# original's lr 0.01 sends momentum from wall to wall of [-1, 1] (3 dB worse on the center
+# mask); 1e-4 completes as adam does.
+DEFAULT_LR = {"adam": 0.01, "momentum": 1e-4}
 
 # Hyperparameters travel into the compiled search as one float vector, so that new
 # values do not retrace it.
@@ -104,7 +106,7 @@ def complete(
     or one [H, W, 3] for all) is 0.
 
     approach: "adam", "momentum" or "hmc" (z clipped to [-1, 1] after every step).
-    lr: None = DEFAULT_LR[approach]. lam: per-image weight of the perceptual loss.
+    lr: None = DEFAULT_LR[approach] (hmc has none). lam: per-image weight of the perceptual loss.
     lowres: add the context term on LOWRES_BLOCK-pixel block means (the lowres mask).
     weighted_context: weight known pixels by the paper's 7x7 weights instead of the mask;
     context_weights [N, H, W, 3] overrides both with any per-pixel weight map.
@@ -124,7 +126,7 @@ def complete(
     seeds = np.arange(seed, seed + n, dtype=np.int64) if seeds is None else np.asarray(seeds, np.int64)
     if seeds.shape != (n,):
         raise InputError(f"give one seed per image: {n} images, {seeds.size} seeds")
-    lr = DEFAULT_LR[approach] if lr is None else lr
+    lr = DEFAULT_LR.get(approach, 0.0) if lr is None else lr  # hmc takes no lr
     hparams = _check_hparams(
         n_iter, batch_size, out_interval, hmc_l,
         dict(lr=lr, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, lam=lam,
@@ -156,8 +158,9 @@ def complete(
                 state = (s1, s2)
                 _log_chunk(log, results, idx, done, chunk_losses, chunk_z, bar)
                 done = it
-            loss, generated = search.evaluate(z, y, w, lw, hparams)
-            _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks)
+            if on_snapshot is not None or it == n_iter:
+                loss, generated = search.evaluate(z, y, w, lw, hparams)
+                _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks)
     if bar is not None:
         bar.close()
     return results
@@ -208,8 +211,14 @@ def hmc_noise(seeds, iteration, z_dim):
 
 
 def _per_image(sample, seeds, counter, dim, **kwargs):
+    # Stateless ops take one seed per call, so each image's draw is a call of its own.
     keys = tf.stack([tf.cast(seeds, tf.int64), tf.fill(tf.shape(seeds), counter)], axis=1)
-    return tf.map_fn(lambda key: sample([dim], seed=key, **kwargs), keys, fn_output_signature=tf.float32)
+
+    @tf.autograph.experimental.do_not_convert
+    def draw(key):
+        return sample([dim], seed=key, **kwargs)
+
+    return tf.map_fn(draw, keys, fn_output_signature=tf.float32)
 
 
 def completion_loss(generator, discriminator, z, images, context_weights, lowres_weights, lam):

@@ -123,7 +123,7 @@ def test_mask_files(tmp_path, checkpoint, inputs, capsys):
     Image.fromarray(keep).save(tmp_path / "mask.png")
     out = tmp_path / "out"
     code, _, _ = complete([inputs / "face2.png", "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 3,
-                           "--maskType", "file", "--maskFile", tmp_path / "mask.png", "--outDir", out], capsys)
+                           "--maskFile", tmp_path / "mask.png", "--outDir", out], capsys)  # --maskType file implied
     assert code == 0
     final, original = read_rgb(out / "final" / "face2.png"), read_rgb(inputs / "face2.png")
     assert (final[keep > 0] == original[keep > 0]).all()
@@ -152,6 +152,9 @@ def error_of(args, capsys):
     (lambda t, ck, inp: [inp, "--lr", "fast"], "argument --lr: expected a float, got 'fast'"),
     (lambda t, ck, inp: [inp, "--momentum", "1"], "argument --momentum: must be >= 0 and < 1, got 1"),
     (lambda t, ck, inp: [inp, "--maskType", "ring"], "argument --maskType/--mask-type: invalid choice"),
+    (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "left", "--maskFile", t / "black.png"],
+     "--maskFile goes with --maskType file, not left"),
+    (lambda t, ck, inp: [t / "small.png", "--align", "--checkpointDir", ck, "--imgSize", 16], "no face"),
 ])
 def test_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, inputs, capsys, make_args, message):
     (tmp_path / "empty").mkdir()

@@ -7,6 +7,7 @@ import warnings
 
 from ..errors import InputError
 from . import run
+from .complete_photos import add_align_arguments, complete_photos_command, describe
 
 APPROACHES = ("adam", "momentum", "hmc")  # as completion.APPROACHES, without importing TensorFlow
 MASK_TYPES = ("center", "random", "left", "full", "grid", "lowres",
@@ -34,10 +35,11 @@ def build_parser():
     unit = _number(float, 0, 1, high_open=True)
     p.add_argument("imgs", nargs="+", help="images to complete (files, or folders of .png/.jpg images)")
     p.add_argument("--approach", choices=APPROACHES, default="adam",
-                   help="how to search z: adam (default, completes best), momentum (the original's "
-                        "2016 projected gradient descent) or hmc (Hamiltonian Monte Carlo sampling)")
+                   help="how to search z: adam (default: as good as momentum at its best step, at any "
+                        "gradient scale), momentum (the original's 2016 projected gradient descent) or hmc "
+                        "(Hamiltonian Monte Carlo sampling)")
     p.add_argument("--lr", type=positive, default=None,
-                   help="step size (default: 0.01 for adam, 1e-5 for momentum; see README)")
+                   help="step size (default: 0.01 for adam, 1e-4 for momentum, whose step scales with the gradient; see README)")
     p.add_argument("--momentum", type=unit, default=0.9)
     p.add_argument("--beta1", type=unit, default=0.9)
     p.add_argument("--beta2", type=unit, default=0.999)
@@ -56,11 +58,12 @@ def build_parser():
                         "with the package)")
     p.add_argument("--outDir", "--out-dir", default="completions")
     p.add_argument("--outInterval", "--out-interval", type=count, default=50)
-    p.add_argument("--maskType", "--mask-type", choices=MASK_TYPES, default="center")
+    p.add_argument("--maskType", "--mask-type", choices=MASK_TYPES, default=None,
+                   help="the hole (default: center, or file when --maskFile is given)")
     p.add_argument("--centerScale", "--center-scale", type=_number(float, 0, 0.5, low_open=True), default=0.25)
     p.add_argument("--maskFile", "--mask-file", default=None,
-                   help="with --maskType file: a mask image (white = keep) for all inputs, or a folder "
-                        "with one mask per input named as the input")
+                   help="a mask image (white = keep) for all inputs, or a folder with one mask per input "
+                        "named as the input")
     p.add_argument("--weightedContext", "--weighted-context", action="store_true",
                    help="the paper's weighted context loss: known pixels near the hole count more (7x7 window)")
     p.add_argument("--batch_size", "--batch-size", type=count, default=64)
@@ -69,10 +72,14 @@ def build_parser():
     p.add_argument("--gif", action="store_true", help="also write completion.gif of the completed grids")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                    help="mixed_bfloat16 is faster on CPUs with AMX/AVX-512 bf16 (see README)")
+    add_align_arguments(p)
     return p
 
 
 def complete_command(args):
+    """Run the tool: the lines to print at the end."""
+    if args.maskType is None:
+        args.maskType = "file" if args.maskFile is not None else "center"
     if args.maskType == "file" and args.maskFile is None:
         raise InputError("--maskType file needs --maskFile (a mask image, white = keep, or a folder of them)")
     from ..completion_files import complete_files, expand_inputs
@@ -86,7 +93,9 @@ def complete_command(args):
     if size != args.imgSize:
         raise InputError(f"the model completes {size}x{size} images, not {args.imgSize}x{args.imgSize}: "
                           f"pass --imgSize {size}")
-    paths, result = complete_files(
+    if args.align:
+        return describe(complete_photos_command(args, generator, discriminator))
+    paths, _ = complete_files(
         paths, generator, discriminator, args.outDir, mask_type=args.maskType,
         center_scale=args.centerScale, mask_file=args.maskFile, gif=args.gif, seed=args.seed,
         batch_size=args.batch_size, n_iter=args.nIter, out_interval=args.outInterval,
@@ -94,7 +103,8 @@ def complete_command(args):
         beta2=args.beta2, eps=args.eps, hmc_beta=args.hmcBeta, hmc_eps=args.hmcEps, hmc_l=args.hmcL,
         hmc_anneal=args.hmcAnneal, weighted_context=args.weightedContext, progress=True,
     )
-    return len(paths), result
+    n = len(paths)
+    return [f"completed {n} image{'s' * (n != 1)}: {args.outDir}/final/ (progress in {args.outDir})"]
 
 
 def _quiet_tensorflow():
@@ -116,9 +126,8 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.filterwarnings("always", module=r"dcgan_completion\.")
         warnings.showwarning = _show_warning
-        count, _ = run("complete", complete_command, args)
-    final = f"{args.outDir}/final/"
-    print(f"completed {count} image{'s' * (count != 1)}: {final} (progress in {args.outDir})", file=sys.stdout)
+        lines = run("complete", complete_command, args)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
