@@ -166,13 +166,14 @@ def make_strategy(name="default"):
         return name
     if name not in STRATEGIES:
         raise InputError(f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
+    if name == "multiworker":
+        # Before anything else touches TensorFlow's runtime (listing logical devices does).
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "default":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
 
 
 def _is_chief(strategy):
@@ -444,7 +445,7 @@ def train(
                 if step % checkpoint_every == 0 or batch + 1 == per_epoch:
                     save()
         ended = time.perf_counter()
-        summary["checkpoint"] = save()
+        summary["checkpoint"] = str(Path(checkpoint_dir) / Path(save()).name)  # the chief's copy
     except KeyboardInterrupt:
         say(f"interrupted: saved {save()}; run the same command again to go on")
         raise

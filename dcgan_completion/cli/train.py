@@ -25,6 +25,16 @@ def _positive_int(text):
     return value
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -63,7 +73,7 @@ def build_parser():
     p.add_argument("--checkpoint_dir", "--checkpoint-dir", default="checkpoint", help="checkpoints, resumed from (default checkpoint)")
     p.add_argument("--sample_dir", "--sample-dir", default="samples", help="sample grids (default samples)")
     p.add_argument("--log_dir", "--log-dir", default="logs", help="TensorBoard logs (default logs)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: a random one, kept in the checkpoint)")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed (default: a random one, kept in the checkpoint)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], default="auto",
                    help="auto: mixed_bfloat16 where the hardware supports it natively, else float32")
     p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
