@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from .blending import poisson_blend
 from .errors import InputError
 from .masks import LOWRES_BLOCK, check_masks, weighted_context as weighted_context_of
 
@@ -95,6 +96,7 @@ def complete(
     lowres=False,
     weighted_context=False,
     context_weights=None,
+    blend=False,
     seeds=None,
     seed=0,
     batch_size=64,
@@ -110,6 +112,8 @@ def complete(
     lowres: add the context term on LOWRES_BLOCK-pixel block means (the lowres mask).
     weighted_context: weight known pixels by the paper's 7x7 weights instead of the mask;
     context_weights [N, H, W, 3] overrides both with any per-pixel weight map.
+    blend: fill the hole with G(z) Poisson-blended into the known pixels (the paper's
+    last step; blending.poisson_blend) instead of pasting it.
     seeds: one integer per image (default seed + index); an image's starting z and HMC
     noise come from its seed alone. Images go in batches of `batch_size`, the last one
     smaller (not padded). `on_snapshot(Snapshot)` is called at iteration 0, every
@@ -160,7 +164,7 @@ def complete(
                 done = it
             if on_snapshot is not None or it == n_iter:
                 loss, generated = search.evaluate(z, y, w, lw, hparams)
-                _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks)
+                _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend)
     if bar is not None:
         bar.close()
     return results
@@ -178,9 +182,12 @@ def _log_chunk(log, results, idx, start, chunk_losses, chunk_z, bar):
         bar.set_postfix(loss=f"{chunk_losses[-1].mean():.4g}")
 
 
-def _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks):
+def _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend):
     z, loss, generated = z.numpy(), loss.numpy(), generated.numpy()
-    completed = np.where(masks[idx] > 0.5, images[idx], generated)
+    if blend:
+        completed = poisson_blend(images[idx], generated, masks[idx])
+    else:
+        completed = np.where(masks[idx] > 0.5, images[idx], generated)
     results.losses[it, idx] = loss
     results.z[idx], results.generated[idx], results.completed[idx] = z, generated, completed
     log.append((np.array([it]), loss[None], z[None]))

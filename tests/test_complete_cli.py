@@ -165,3 +165,23 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, inputs, caps
     assert code == 2
     assert last.startswith("complete: error: ") and message in last, err
     assert "Traceback" not in err
+
+
+def test_blend_keeps_known_pixels_and_smooths_the_seam(tmp_path):
+    # --blend fills the hole with G(z) Poisson-blended into the input: the known pixels
+    # stay the input's, and the fill differs from the pasted G(z) of the same search.
+    from dcgan_completion.blending import poisson_blend
+    from dcgan_completion.completion import complete
+    from dcgan_completion.masks import make_mask
+    from dcgan_completion.networks import build_discriminator, build_generator
+
+    g, d = build_generator(16), build_discriminator(16)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    mask = make_mask("center", 16)
+    pasted = complete(images, mask, g, d, n_iter=3, seed=1)
+    blended = complete(images, mask, g, d, n_iter=3, seed=1, blend=True)
+    known = np.broadcast_to(mask > 0.5, images.shape)
+    np.testing.assert_array_equal(blended.completed[known], images[known])
+    np.testing.assert_array_equal(blended.generated, pasted.generated)
+    np.testing.assert_allclose(blended.completed, poisson_blend(images, pasted.generated, mask), atol=1e-6)
+    assert np.abs(blended.completed - pasted.completed)[~known].mean() > 1e-3

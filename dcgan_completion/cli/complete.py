@@ -69,6 +69,9 @@ def build_parser():
     p.add_argument("--batch_size", "--batch-size", type=count, default=64)
     p.add_argument("--seed", type=_number(int, 0), default=0,
                    help="image k of the inputs uses seed + k for its start z, random mask and HMC noise")
+    p.add_argument("--blend", action=argparse.BooleanOptionalAction, default=None,
+                   help="Poisson-blend G(z) into the known pixels instead of pasting it (the paper's last "
+                        "step; default: off for aligned faces as the original, on with --align)")
     p.add_argument("--gif", action="store_true", help="also write completion.gif of the completed grids")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                    help="mixed_bfloat16 is faster on CPUs with AMX/AVX-512 bf16 (see README)")
@@ -101,7 +104,8 @@ def complete_command(args):
         batch_size=args.batch_size, n_iter=args.nIter, out_interval=args.outInterval,
         approach=args.approach, lam=args.lam, lr=args.lr, momentum=args.momentum, beta1=args.beta1,
         beta2=args.beta2, eps=args.eps, hmc_beta=args.hmcBeta, hmc_eps=args.hmcEps, hmc_l=args.hmcL,
-        hmc_anneal=args.hmcAnneal, weighted_context=args.weightedContext, progress=True,
+        hmc_anneal=args.hmcAnneal, weighted_context=args.weightedContext, blend=bool(args.blend),
+        progress=True,
     )
     n = len(paths)
     return [f"completed {n} image{'s' * (n != 1)}: {args.outDir}/final/ (progress in {args.outDir})"]
