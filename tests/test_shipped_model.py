@@ -42,3 +42,48 @@ def test_shipped_model_gives_the_output_of_the_checkpoint_it_came_from():
         z, reference = stored["reference/z"], stored["reference/images"]
     # float16 storage: tanh outputs agree to well under one grey level (2/255 = 0.008).
     np.testing.assert_allclose(generator(z, training=False).numpy(), reference, atol=4e-3)
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="no shipped face model in this checkout")
+def test_complete_without_flags_uses_the_shipped_model(tmp_path, capsys):
+    from pathlib import Path
+
+    from dcgan_completion.cli.complete import main
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "data" / "examples").glob("*.png"))
+    assert len(examples) >= 2
+    main([*map(str, examples), "--outDir", str(tmp_path), "--nIter", "4", "--outInterval", "2"])
+    for example in examples:
+        assert (tmp_path / "final" / example.name).is_file()
+    for name in ("before.png", "masked.png", "completed/0000.png", "completed/0004.png", "hats_imgs/0004.png"):
+        assert (tmp_path / name).is_file(), name
+    assert "completed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="no shipped face model in this checkout")
+def test_shipped_model_beats_a_mean_colour_fill_on_held_out_faces(shared_data):
+    from dcgan_completion.alignment import align_face
+    from dcgan_completion.completion import complete
+    from dcgan_completion.images import read_rgb, to_float, to_uint8
+    from dcgan_completion.masks import make_mask
+
+    # 008501.. were held out of the shipped model's training (its model card).
+    faces = []
+    for number in range(8501, 8521):
+        face = align_face(read_rgb(shared_data / "celeba-89x109" / f"{number:06d}.jpg"), size=64)
+        if face is not None:
+            faces.append(face)
+    truth = np.stack(faces[:8])
+    mask = make_mask("center", 64)
+    hole = np.broadcast_to(mask < 0.5, truth.shape)
+    generator, discriminator = load_models()
+    completed = to_uint8(complete(to_float(truth) * mask, mask, generator, discriminator, n_iter=150).completed)
+    mean_fill = truth.copy()
+    for image in mean_fill:
+        image[mask[:, :, 0] < 0.5] = image[mask[:, :, 0] > 0.5].mean(axis=0)
+
+    def hole_psnr(images):
+        mse = ((images.astype(float) - truth.astype(float)) ** 2)[hole].mean()
+        return 10 * np.log10(255**2 / mse)
+
+    assert hole_psnr(completed) > hole_psnr(mean_fill) + 1.5, (hole_psnr(completed), hole_psnr(mean_fill))
