@@ -12,9 +12,11 @@ difference is noise.
 
     python scripts/compare_precision.py --steps 300 --seeds 1 2 --out /tmp/precision
 
-Sample grids of each run are written to --out for looking at.
+Sample grids of each run are written to --out for looking at. Runs already trained in
+--out (say, before an interruption) are evaluated again, not trained again.
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -113,6 +115,11 @@ def main():
                 sample_every=100, progress=False,
             )
             seconds = time.perf_counter() - started
+            record = run / "speed.json"  # a finished run is not trained again: its speed is kept here
+            if summary["steps_run"]:
+                record.write_text(json.dumps({"images_per_second": summary["images_per_second"], "seconds": seconds}))
+            elif record.exists():
+                summary["images_per_second"], seconds = json.loads(record.read_text()).values()
             generator, _ = checkpoints.load_models(run / "checkpoint")  # float32 for the evaluation
             save_grid(args.out / f"samples-{precision}-seed{seed}.png", generator(
                 tf.random.stateless_uniform([64, 100], [seed, 99], -1.0, 1.0), training=False).numpy())
