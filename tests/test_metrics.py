@@ -1,4 +1,7 @@
 """metrics: PSNR, SSIM, dlib face descriptors, face realism and identity distance (issue 10)."""
+import importlib.util
+import re
+from pathlib import Path
 
 import cv2
 import dlib
@@ -7,8 +10,9 @@ import pytest
 
 from dcgan_completion import metrics
 from dcgan_completion.alignment import align_face
+from dcgan_completion.checkpoints import SHIPPED_WEIGHTS
 from dcgan_completion.errors import InputError
-from dcgan_completion.images import read_rgb, to_float
+from dcgan_completion.images import read_rgb, save_image, to_float
 from dcgan_completion.metrics import (
     FIXED_FACE_BOX,
     MAX_PSNR,
@@ -25,6 +29,7 @@ from dcgan_completion.metrics import (
 needs_dlib_models = pytest.mark.skipif(
     metrics.packaged_model(metrics.FACE_RECOGNITION_FILE) is None, reason="face-recognition-models is not installed"
 )
+EVALUATE = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
 
 
 def random_images(shape, seed=0):
@@ -225,3 +230,50 @@ def test_same_person_fraction_counts_distances_under_the_threshold():
     assert metrics.SAME_PERSON_THRESHOLD == 0.6
     assert same_person_fraction([0.1, 0.59, 0.6, 0.9]) == 0.5
     assert same_person_fraction([0.1, 0.59, 0.6, 0.9], threshold=0.2) == 0.25
+
+
+# ---------------------------------------------------------------- scripts/evaluate.py
+
+
+def load_evaluate_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", EVALUATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_dlib_models
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="no shipped face model in this checkout")
+def test_evaluate_script_reports_identity_and_realism(real_faces, real_descriptors, tmp_path, capsys):
+    from dcgan_completion.checkpoints import load_models
+
+    evaluate = load_evaluate_script()
+    for i, face in enumerate(real_faces[:8]):
+        save_image(tmp_path / "faces" / f"{i:02d}.png", face)
+
+    evaluate.main([str(tmp_path / "faces"), "--n", "2", "--nIter", "2", "--masks", "center"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"2 images from {tmp_path / 'faces'}, 64x64; model shipped")
+    assert re.search(r"ID dist +same +fixed", out)
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"^center +(dcgan|telea|navier-stokes|mean colour) +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+) +(\d+)% +(\d+) ", out, re.M)}
+    assert sorted(rows) == ["dcgan", "mean colour", "navier-stokes", "telea"], out
+    for distance, same, fixed in rows.values():
+        assert 0 < float(distance) < 2 and int(same) in (0, 50, 100) and int(fixed) in (0, 1, 2)
+
+    evaluate.main([str(tmp_path / "faces"), "--realism", "--n", "8"])
+    out = capsys.readouterr().out
+    score = float(re.search(r"lower is better\): ([\d.]+)", out).group(1))
+    counts = re.search(r"no face detected \(fixed box\): samples (\d+)/8, real (\d+)/8", out)
+    assert counts and int(counts.group(2)) == real_descriptors[1][:8].sum(), out
+    # the same score from an independent draw: the first 8 faces by name, z ~ U(-1, 1) from seed 0
+    generator, _ = load_models()
+    z = np.random.default_rng(0).uniform(-1, 1, (8, 100)).astype(np.float32)
+    samples = generator(z, training=False).numpy()
+    assert score == pytest.approx(face_realism(samples, real_descriptors[0][:8]), abs=1e-4)
+
+    with pytest.raises(SystemExit) as exit:
+        evaluate.main([str(tmp_path / "nope"), "--realism", "--n", "8"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"evaluate.py: error: {tmp_path / 'nope'} is not a folder") and err.count("\n") == 1
