@@ -48,6 +48,15 @@ _EXPORTS = {
     "complete_photo": "photos",
     "complete_photo_files": "photos",
     "load_photo_mask": "photos",
+    # issue 10: quality measures
+    "psnr": "metrics",
+    "ssim": "metrics",
+    "face_descriptors": "metrics",
+    "face_realism": "metrics",
+    "frechet_distance": "metrics",
+    "identity_distance": "metrics",
+    "same_person_fraction": "metrics",
+    "SAME_PERSON_THRESHOLD": "metrics",
 }
 
 

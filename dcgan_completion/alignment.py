@@ -75,8 +75,8 @@ def destination_points(size=64, landmarks=DEFAULT_LANDMARKS):
     return np.float32([MINMAX_TEMPLATE[i] for i in landmark_indices(landmarks)]) * np.float32(size)
 
 
-def _packaged_predictor():
-    """The 68-point model inside face-recognition-models, or None.
+def packaged_model(filename):
+    """The path of a dlib model file that face-recognition-models ships, or None.
 
     Found without importing the package: its __init__ imports pkg_resources, which new
     setuptools releases no longer ship.
@@ -86,10 +86,15 @@ def _packaged_predictor():
     except (ImportError, ValueError):
         return None
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "models" / PREDICTOR_FILE
+        path = Path(folder) / "models" / filename
         if path.is_file():
             return path
     return None
+
+
+def _packaged_predictor():
+    """The 68-point model inside face-recognition-models, or None."""
+    return packaged_model(PREDICTOR_FILE)
 
 
 def find_predictor(path=None):

@@ -33,6 +33,7 @@ from dcgan_completion.checkpoints import load_models  # noqa: E402
 from dcgan_completion.completion import complete  # noqa: E402
 from dcgan_completion.images import list_images, load_image  # noqa: E402
 from dcgan_completion.masks import make_masks  # noqa: E402
+from dcgan_completion.metrics import psnr  # noqa: E402
 from dcgan_completion.networks import build_discriminator, build_generator  # noqa: E402
 
 
@@ -132,15 +133,6 @@ def same_weights(source, target):
     for a, b in zip(source, target):
         b.set_weights(a.get_weights())
     return target
-
-
-def psnr(a, b, where=None):
-    """PSNR in dB of [-1, 1] images seen as [0, 1], per image, over `where` (default all)."""
-    err = ((a - b) / 2) ** 2
-    if where is None:
-        where = np.ones_like(err, bool)
-    mse = (err * where).sum(axis=(1, 2, 3)) / where.sum(axis=(1, 2, 3))
-    return 10 * np.log10(1 / np.maximum(mse, 1e-12))
 
 
 def speed(args):

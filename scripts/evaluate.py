@@ -1,13 +1,23 @@
-"""Measure completion quality: PSNR (whole image and inside the hole) and SSIM per mask
-type, next to OpenCV's inpainting (Telea, Navier-Stokes) and a mean-colour fill.
+"""Measure completion quality: PSNR (whole image and inside the hole), SSIM and identity
+distance per mask type, next to OpenCV's inpainting (Telea, Navier-Stokes) and a
+mean-colour fill; or, with --realism, the face realism of a model's samples.
 
     python scripts/evaluate.py ALIGNED_DIR --n 200 --masks center,random80,left,half
     python scripts/evaluate.py ALIGNED_DIR --checkpointDir checkpoint --blend --weightedContext
+    python scripts/evaluate.py ALIGNED_DIR --realism --n 256
 
 Takes the first N images (sorted by name) of a folder of aligned faces of the model's
 size, masks each with its own seed (--seed + index, as `complete` does), completes them,
 and prints one row per mask type and method. The paper's CelebA figures (whole-image
 PSNR: center 19.4 dB, random 80% missing 22.8 dB, half 13.7 dB) are the reference.
+Identity distance is the mean distance between the dlib face descriptors of each
+completion and its original (metrics.identity_distance); "same" is the share of
+completions under dlib's 0.6 same-person threshold, "fixed" how many completions dlib's
+detector found no face in (they were described in metrics.FIXED_FACE_BOX).
+
+--realism draws N faces G(z), z ~ U(-1, 1) from --seed, and prints the Fréchet distance
+of their face descriptors to those of the first N faces of the folder
+(metrics.face_realism; 0 = alike, lower is better).
 """
 import argparse
 import os
@@ -19,31 +29,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dcgan_completion.cli import import_tensorflow  # noqa: E402
+from dcgan_completion.cli import fail, import_tensorflow, run  # noqa: E402
 
 tf = import_tensorflow()
 
 from dcgan_completion.blending import poisson_blend  # noqa: E402
 from dcgan_completion.checkpoints import load_models  # noqa: E402
 from dcgan_completion.completion import complete  # noqa: E402
+from dcgan_completion.errors import InputError  # noqa: E402
 from dcgan_completion.images import list_images, load_image, to_uint8  # noqa: E402
 from dcgan_completion.masks import make_masks, uses_lowres  # noqa: E402
+from dcgan_completion.metrics import (  # noqa: E402
+    face_descriptors, face_realism, identity_distance, psnr, same_person_fraction, ssim)
 
 INPAINT_RADIUS = 3
-
-
-def psnr(a, b, where=None):
-    """PSNR in dB of uint8 images a and b [N, H, W, 3], per image, over `where` (bool) or all."""
-    err = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    if where is None:
-        mse = err.reshape(len(a), -1).mean(1)
-    else:
-        mse = (err * where).reshape(len(a), -1).sum(1) / np.maximum(where.reshape(len(a), -1).sum(1), 1)
-    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
-
-
-def ssim(a, b):
-    return tf.image.ssim(tf.constant(a), tf.constant(b), max_val=255).numpy()
+DEFAULT_N = {"completion": 200, "realism": 256}
 
 
 def opencv_inpaint(images_u8, masks, method):
@@ -65,8 +65,9 @@ def mean_fill(images_u8, masks):
     return out
 
 
-def evaluate(images, mask_type, generator, discriminator, args):
-    """Rows (method, whole PSNR, hole PSNR, SSIM, seconds per image) for one mask type."""
+def evaluate(images, truth_descriptors, mask_type, generator, discriminator, args):
+    """Rows (mask, method, whole PSNR, hole PSNR, SSIM, identity distance, share of the same
+    person, faces on the fixed box, seconds per image) for one mask type."""
     n, size = len(images), images.shape[1]
     seeds = np.arange(args.seed, args.seed + n)
     masks = make_masks(mask_type, size, seeds, center_scale=args.centerScale)
@@ -98,15 +99,70 @@ def evaluate(images, mask_type, generator, discriminator, args):
     rows = []
     for name, (out, seconds) in methods.items():
         hole_psnr = psnr(out, truth, hole) if hole.any() else np.full(n, np.nan)
-        rows.append((mask_type, name, psnr(out, truth).mean(), np.nanmean(hole_psnr),
-                     ssim(out, truth).mean(), seconds / n))
+        descriptors, fixed = face_descriptors(out, return_fixed_box=True, progress=args.progress)
+        distances = identity_distance(descriptors, truth_descriptors, per_image=True)
+        rows.append((mask_type, name, psnr(out, truth).mean(), np.nanmean(hole_psnr), ssim(out, truth).mean(),
+                     distances.mean(), same_person_fraction(distances), fixed.sum(), seconds / n))
     return rows
+
+
+def sample_faces(generator, n, seed, batch_size):
+    """n faces G(z), z ~ U(-1, 1) drawn from `seed`, batch-norm in inference mode: float32 [-1, 1]."""
+    z = np.random.default_rng(seed).uniform(-1, 1, (n, generator.input_shape[1])).astype(np.float32)
+    return np.concatenate([np.asarray(generator(z[i : i + batch_size], training=False), np.float32)
+                           for i in range(0, n, batch_size)])
+
+
+def realism(args):
+    """Print the face realism of N samples of the model against the first N faces of the folder."""
+    generator, _ = load_models(args.checkpointDir, dtype=args.precision)
+    size = generator.output_shape[1]
+    real = load_faces(args.folder, args.n, size)
+    if len(real) < 2:
+        raise InputError(f"{args.folder} holds {len(real)} image: face realism needs at least 2")
+    samples = sample_faces(generator, len(real), args.seed, args.batch_size)
+    print(f"face realism: {len(samples)} samples of model {args.checkpointDir or 'shipped'} (seed {args.seed}, "
+          f"{args.precision}) vs the first {len(real)} faces of {args.folder}, {size}x{size}")
+    sample_descriptors, sample_fixed = face_descriptors(samples, return_fixed_box=True, progress=args.progress)
+    real_descriptors, real_fixed = face_descriptors(real, return_fixed_box=True, progress=args.progress)
+    print(f"no face detected (fixed box): samples {sample_fixed.sum()}/{len(samples)}, "
+          f"real {real_fixed.sum()}/{len(real)}")
+    print(f"face realism (Fréchet distance of dlib face descriptors, lower is better): "
+          f"{face_realism(sample_descriptors, real_descriptors):.4f}")
+
+
+def load_faces(folder, n, size):
+    """The first n images of `folder` (by name) at size x size, float32 [-1, 1]."""
+    return np.stack([load_image(f, size) for f in list_images(folder)[:n]])
+
+
+def completion_quality(args):
+    """Print one row per mask type and method."""
+    generator, discriminator = load_models(args.checkpointDir, dtype=args.precision)
+    size = generator.output_shape[1]
+    images = load_faces(args.folder, args.n, size)
+    print(f"{len(images)} images from {args.folder}, {size}x{size}; model {args.checkpointDir or 'shipped'}; "
+          f"{args.approach}, {args.nIter} iterations, lam {args.lam}, {args.precision}")
+    truth_descriptors = face_descriptors(images, progress=args.progress)
+    header = (f"{'mask':<10} {'method':<24} {'PSNR dB':>8} {'hole dB':>8} {'SSIM':>6} {'ID dist':>7} {'same':>5} "
+              f"{'fixed':>5} {'s/image':>8}")
+    print(header)
+    print("-" * len(header))
+    for mask_type in args.masks.split(","):
+        rows = evaluate(images, truth_descriptors, mask_type, generator, discriminator, args)
+        for mask, method, whole, inside, s, distance, same, fixed, seconds in rows:
+            print(f"{mask:<10} {method:<24} {whole:8.2f} {inside:8.2f} {s:6.3f} {distance:7.3f} {same:5.0%} "
+                  f"{fixed:5d} {seconds:8.4f}")
+        sys.stdout.flush()
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", help="aligned faces of the model's size (e.g. the test split)")
-    p.add_argument("--n", type=int, default=200, help="how many images (the first N by name; default 200)")
+    p.add_argument("--n", type=int, default=None,
+                   help="how many images (the first N by name; default 200, with --realism 256)")
+    p.add_argument("--realism", action="store_true",
+                   help="score N samples of the model against N faces of the folder by face realism instead")
     p.add_argument("--masks", default="center,random80,left,half", help="comma-separated mask types")
     p.add_argument("--checkpointDir", default=None, help="model to evaluate (default: the shipped face model)")
     p.add_argument("--approach", default="adam")
@@ -125,19 +181,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    generator, discriminator = load_models(args.checkpointDir, dtype=args.precision)
-    size = generator.output_shape[1]
-    files = list_images(args.folder)[: args.n]
-    images = np.stack([load_image(f, size) for f in files])
-    print(f"{len(images)} images from {args.folder}, {size}x{size}; model {args.checkpointDir or 'shipped'}; "
-          f"{args.approach}, {args.nIter} iterations, lam {args.lam}, {args.precision}")
-    header = f"{'mask':<10} {'method':<24} {'PSNR dB':>8} {'hole dB':>8} {'SSIM':>6} {'s/image':>8}"
-    print(header)
-    print("-" * len(header))
-    for mask_type in args.masks.split(","):
-        for mask, method, whole, inside, s, seconds in evaluate(images, mask_type, generator, discriminator, args):
-            print(f"{mask:<10} {method:<24} {whole:8.2f} {inside:8.2f} {s:6.3f} {seconds:8.4f}")
-        sys.stdout.flush()
+    if args.n is None:
+        args.n = DEFAULT_N["realism" if args.realism else "completion"]
+    if args.n < 1:
+        fail("evaluate.py", f"--n must be 1 or more, got {args.n}")
+    run("evaluate.py", realism if args.realism else completion_quality, args)
 
 
 if __name__ == "__main__":
