@@ -5,7 +5,7 @@ type, next to OpenCV's inpainting (Telea, Navier-Stokes) and a mean-colour fill.
     python scripts/evaluate.py ALIGNED_DIR --checkpointDir checkpoint --blend --weightedContext
 
 Takes the first N images (sorted by name) of a folder of aligned faces of the model's
-size, masks each with its own seed (--seed + index, as `complete` does), completes them,
+size, masks each with its own seed (--seed + index, as `dcgan-complete` does), completes them,
 and prints one row per mask type and method. The paper's CelebA figures (whole-image
 PSNR: center 19.4 dB, random 80% missing 22.8 dB, half 13.7 dB) are the reference.
 """
