@@ -159,17 +159,18 @@ def complete(
         z=np.empty((n, _z_dim(generator)), np.float32), losses=np.full((n_iter + 1, n), np.nan, np.float32),
     )
     reached = np.zeros(n, np.int64)  # iterations done, per image
+    finished = np.zeros(n, bool)  # results in
     bar = _progress_bar(n_iter * -(-n // batch_size), progress)
     try:
-        _search_batches(search, results, reached, images, masks, context_weights, seeds, lowres, blend, hparams,
-                        hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, _z_dim(generator))
+        _search_batches(search, results, reached, finished, images, masks, context_weights, seeds, lowres, blend,
+                        hparams, hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, _z_dim(generator))
     except KeyboardInterrupt:
         restore_sigint = ignore_sigint()  # a second Ctrl-C would break off saving the state
         try:
             if bar is not None:
                 bar.close()
-            _fill_unfinished(search, results, reached, images, masks, context_weights, lowres, blend, hparams,
-                             batch_size, n_iter, _z_dim(generator))
+            _fill_unfinished(search, results, finished, images, masks, context_weights, lowres, blend, hparams,
+                             batch_size)
         finally:
             restore_sigint()
         raise Interrupted(results, reached, n_iter) from None
@@ -179,8 +180,8 @@ def complete(
     return results
 
 
-def _search_batches(search, results, reached, images, masks, context_weights, seeds, lowres, blend, hparams,
-                    hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, z_dim):
+def _search_batches(search, results, reached, finished, images, masks, context_weights, seeds, lowres, blend,
+                    hparams, hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, z_dim):
     n = len(images)
     for b, lo in enumerate(range(0, n, batch_size)):
         idx = np.arange(lo, min(lo + batch_size, n))
@@ -205,16 +206,17 @@ def _search_batches(search, results, reached, images, masks, context_weights, se
             if on_snapshot is not None or it == n_iter:
                 loss, generated = search.evaluate(z, y, w, lw, hparams)
                 _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend)
+        finished[idx] = True
 
 
-def _fill_unfinished(search, results, reached, images, masks, context_weights, lowres, blend, hparams,
-                     batch_size, n_iter, z_dim):
-    """After Ctrl-C: every image's generated and completed image from the z it has reached
-    (the starting z of a batch not begun)."""
+def _fill_unfinished(search, results, finished, images, masks, context_weights, lowres, blend, hparams,
+                     batch_size):
+    """After Ctrl-C: every unfinished image's generated and completed image from the z it
+    has reached (the starting z of a batch not begun)."""
     for lo in range(0, len(images), batch_size):
         idx = np.arange(lo, min(lo + batch_size, len(images)))
-        if (reached[idx] == n_iter).all():
-            continue  # finished: its results are in
+        if finished[idx].all():
+            continue
         y, w = tf.constant(images[idx]), tf.constant(context_weights[idx])
         lw = tf.fill([len(idx)], 1.0 if lowres else 0.0)
         _, generated = search.evaluate(tf.constant(results.z[idx]), y, w, lw, hparams)

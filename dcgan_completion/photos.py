@@ -43,7 +43,8 @@ import numpy as np
 
 from .alignment import DEFAULT_LANDMARKS, align_all_faces
 from .errors import InputError, ignore_sigint
-from .images import IMAGE_EXTENSIONS, check_output_folder, image_grid, read_image, read_rgb, save_image, to_float, to_uint8
+from .images import (IMAGE_EXTENSIONS, check_output_folder, image_grid, read_image, read_rgb, save_image, to_float,
+                     to_uint8)
 from .masks import make_mask, uses_lowres
 
 # Upscaling a 64x64 fill by 2-12x (a face in a photo is 130-750 px wide): bicubic

@@ -300,7 +300,8 @@ def _check_multiworker_seed(strategy, seed, checkpoint_dir):
     # partitions the data only if all of them shuffle with the same seed. They start
     # before any collective can carry the chief's seed to the others, so the seed is
     # the user's, the same on every worker; a resumed run takes the checkpoint's.
-    if seed is not None or not (strategy == "multiworker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+    multiworker = strategy == "multiworker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if seed is not None or not multiworker:
         return
     if Path(checkpoint_dir).is_dir() and checkpoints.latest_checkpoint(checkpoint_dir) is not None:
         return
