@@ -122,14 +122,14 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     resumed = run(tmp_path / "stopped", data, epochs=2)
     assert resumed["step"] == 6 and resumed["steps_run"] == 2
 
-    # Interrupted by Ctrl-C (while writing the sample of step 2), then resumed.
+    # Interrupted by Ctrl-C (while writing the sample of step 1, the run's first), then resumed.
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "save_grid", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "interrupted", data, epochs=2, seed=3, sample_every=2)
-    assert checkpoints.latest_checkpoint(tmp_path / "interrupted" / "checkpoint").endswith("DCGAN.model-2")
+    assert checkpoints.latest_checkpoint(tmp_path / "interrupted" / "checkpoint").endswith("DCGAN.model-1")
     monkeypatch.undo()
     run(tmp_path / "interrupted", data, epochs=2, seed=3)
 
