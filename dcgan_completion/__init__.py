@@ -1,54 +1,93 @@
-"""Semantic image completion with a DCGAN: a TensorFlow 2 / Keras port.
+"""Semantic image completion with a DCGAN (Yeh, Chen et al., CVPR 2017): a TensorFlow 2 /
+Keras port of the TF1 toolkit. Fill the masked part of a face by searching the generator's
+latent space; train the DCGAN; align faces in photos as OpenFace does.
 
-    from dcgan_completion import build_generator, build_discriminator
+    from dcgan_completion import load_models, complete, make_masks
+    generator, discriminator = load_models()          # the face model shipped with the package
+    result = complete(images, make_masks("center", 64, seeds=range(len(images))),
+                      generator, discriminator)        # images: [N, 64, 64, 3] in [-1, 1]
 
-Names are imported lazily, so that tools which do not need TensorFlow (face
-alignment, GIFs) start without loading it.
+The library, by concern (each name importable from here, from its module in brackets):
+
+Training
+    train(dataset, epochs=25, ...)       train-dcgan itself: resumable, samples, logs [training]
+    build_dcgan, DCGAN                   the model whose train_step is one step [training]
+    build_generator, build_discriminator the original's networks [networks]
+    dataset_files, image_batches         the tf.data input of a folder of faces [data]
+Completion
+    complete(images, masks, G, D, ...)   search z, fill the hole: CompletionResult [completion]
+    complete_files                       dcgan-complete itself: files in, files out [completion_files]
+    complete_photo, complete_photo_files faces in ordinary photos, at full resolution [photos]
+    poisson_blend                        blend a fill into the known pixels [blending]
+Masks
+    make_mask, make_masks                the mask types (center, left, random, ...) [masks]
+    load_masks, load_photo_mask          mask images (white = keep) [masks, photos]
+    weighted_context                     the paper's weighted context loss weights [masks]
+Alignment (no TensorFlow)
+    align_face, align_face_with_matrix   the largest face of a photo, aligned [alignment]
+    align_all_faces, align_folder        every face; align-faces itself [alignment]
+Images
+    load_image, save_image, list_images  read as float [-1, 1], write atomically [images]
+    image_grid, save_grid, save_gif      grids and animations [images]
+Checkpoints
+    load_models(checkpoint=None)         (generator, discriminator) from a checkpoint [checkpoints]
+    find_tf1_checkpoint, load_tf1_models, convert_tf1_checkpoint   the original's [tf1_checkpoint]
+Quality measures (no TensorFlow but for SSIM)
+    psnr, ssim                           against the truth, per image [metrics]
+    face_descriptors                     dlib's 128-D descriptors of aligned faces [metrics]
+    face_realism, frechet_distance       how alike two sets of faces are (FID-like) [metrics]
+    identity_distance, same_person_fraction, SAME_PERSON_THRESHOLD   same person? [metrics]
+Errors
+    InputError                           bad input; its message says what to do [errors]
+
+The tools (dcgan-complete, train-dcgan, align-faces, make-gif, dcgan-convert) are thin
+layers over these, in dcgan_completion.cli. Names are imported lazily, so that tools
+which do not need TensorFlow (face alignment, GIFs) start without loading it.
 """
 import importlib
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it; each issue's module adds its names here.
+# public name -> module that defines it, by concern (as listed above).
 _EXPORTS = {
-    "InputError": "errors",
+    # training
+    "train": "training",
+    "build_dcgan": "training",
+    "DCGAN": "training",
     "build_generator": "networks",
     "build_discriminator": "networks",
-    "load_image": "images",
-    "save_image": "images",
-    "save_grid": "images",
-    "image_grid": "images",
-    "list_images": "images",
-    # face alignment (issue 4)
+    "dataset_files": "data",
+    "image_batches": "data",
+    # completion
+    "complete": "completion",
+    "complete_files": "completion_files",
+    "complete_photo": "photos",
+    "complete_photo_files": "photos",
+    "poisson_blend": "blending",
+    # masks
+    "make_mask": "masks",
+    "make_masks": "masks",
+    "load_masks": "masks",
+    "load_photo_mask": "photos",
+    "weighted_context": "masks",
+    # alignment
     "align_face": "alignment",
     "align_face_with_matrix": "alignment",
     "align_all_faces": "alignment",
     "align_folder": "alignment",
-    "poisson_blend": "blending",
-    # issue 2: training (checkpoints, data, training)
+    # images
+    "load_image": "images",
+    "save_image": "images",
+    "list_images": "images",
+    "image_grid": "images",
+    "save_grid": "images",
+    "save_gif": "images",
+    # checkpoints
     "load_models": "checkpoints",
-    "train": "training",
-    "build_dcgan": "training",
-    "DCGAN": "training",
-    "dataset_files": "data",
-    "image_batches": "data",
-    # issue 5: the original's TF1 checkpoints
     "find_tf1_checkpoint": "tf1_checkpoint",
     "load_tf1_models": "tf1_checkpoint",
     "convert_tf1_checkpoint": "tf1_checkpoint",
-    # issue 3: completion (and issue 7's weighted context)
-    "complete": "completion",
-    "complete_files": "completion_files",
-    "make_mask": "masks",
-    "make_masks": "masks",
-    "load_masks": "masks",
-    "weighted_context": "masks",
-    "save_gif": "images",
-    # issue 7: completing real photos
-    "complete_photo": "photos",
-    "complete_photo_files": "photos",
-    "load_photo_mask": "photos",
-    # issue 10: quality measures
+    # quality measures
     "psnr": "metrics",
     "ssim": "metrics",
     "face_descriptors": "metrics",
@@ -57,6 +96,8 @@ _EXPORTS = {
     "identity_distance": "metrics",
     "same_person_fraction": "metrics",
     "SAME_PERSON_THRESHOLD": "metrics",
+    # errors
+    "InputError": "errors",
 }
 
 

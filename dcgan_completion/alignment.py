@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import InputError
-from .images import IMAGE_EXTENSIONS, atomic_path, read_rgb, save_image
+from .images import IMAGE_EXTENSIONS, atomic_path, check_output_file, check_output_folder, read_rgb, save_image
 
 # OpenFace's mean 68-landmark template, normalised per axis to [0, 1] with these bounds
 # (MINMAX_TEMPLATE); only the six landmarks that the two alignments use are needed.
@@ -53,6 +53,9 @@ LANDMARK_SETS = {
 DEFAULT_LANDMARKS = "innerEyesAndBottomLip"
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 OUTPUT_EXTENSIONS = ("png", "jpg", "jpeg")
+# The smallest crop: the smallest the DCGAN trains on (train-dcgan --image_size 8); below
+# it the template's eye corners and lip fall within a pixel or two of each other.
+MIN_SIZE = 8
 
 # One input's fate: outcome is one of OUTCOMES; faces is how many were detected
 # (None when the image was not looked at); detail says why it failed.
@@ -225,8 +228,8 @@ def _align_largest(rgb, size, landmarks, upsample, skip_multi, predictor_path):
 
 
 def _check_size(size):
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-        raise InputError(f"size must be a positive whole number of pixels, got {size!r}")
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < MIN_SIZE:
+        raise InputError(f"size must be a whole number of pixels >= {MIN_SIZE}, got {size!r}")
 
 
 # ---------------------------------------------------------------- folders
@@ -323,6 +326,9 @@ def align_folder(
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.exists() and input_dir.exists() and output_dir.resolve() == input_dir.resolve():
         raise InputError(f"{output_dir}: the output folder must not be the input folder")
+    check_output_folder(output_dir, "OUTPUT_DIR")
+    if report is not None:
+        check_output_file(report, "--report")
     predictor_path = find_predictor(predictor_path).resolve()
     load_models(predictor_path)  # a bad model file fails here, once, not in every worker
 
@@ -370,8 +376,18 @@ def _map(func, items, jobs, predictor_path):
     # Fresh interpreters, not forks: a fork of a process whose OpenCV thread pool has
     # run can hang on a lock copied mid-use (seen under pytest).
     context = multiprocessing.get_context("spawn")
-    with context.Pool(jobs, initializer=_start_worker, initargs=(predictor_path,)) as pool:
+    pool = context.Pool(jobs, initializer=_start_worker, initargs=(predictor_path,))
+    try:
         yield from pool.imap_unordered(_star(func), items, chunksize=chunk)
+    except BaseException:
+        pool.terminate()  # SIGTERM: the workers stop mid-photo (see _start_worker)
+        raise
+    else:
+        # Done: let the workers exit by themselves. SIGTERM (what leaving `with Pool`
+        # sends) can land in a worker's own shutdown and print a SystemExit traceback.
+        pool.close()
+    finally:
+        pool.join()
 
 
 class _star:
@@ -389,12 +405,30 @@ def _start_worker(predictor_path):
     # the pool), and turn the pool's SIGTERM into an exit that still runs `finally`
     # blocks, so that atomic writes remove their temporary files.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGTERM, _stop_worker)
     cv2.setNumThreads(1)  # the pool already keeps every core busy
     load_models(predictor_path)
 
 
+_working = False  # in a worker: whether it is aligning a photo
+
+
+def _stop_worker(*_):
+    if _working:
+        raise SystemExit(1)  # unwinds through atomic_path, which removes its temporary file
+    os._exit(1)  # idle, or already shutting down: nothing to clean up, nothing to print
+
+
 def _align_one(photo, target, size, landmarks, skip_multi, predictor_path, upsample):
+    global _working
+    _working = True
+    try:
+        return _align_file(photo, target, size, landmarks, skip_multi, predictor_path, upsample)
+    finally:
+        _working = False
+
+
+def _align_file(photo, target, size, landmarks, skip_multi, predictor_path, upsample):
     try:
         rgb = read_rgb(photo)
     except InputError as e:  # its message names the file

@@ -13,6 +13,9 @@ Writes are safe against interruption: TensorFlow writes the data files under a
 temporary name, then the index, and only then points the `checkpoint` state file
 at the new checkpoint (atomically) before deleting the older one.
 """
+import contextlib
+import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from .errors import InputError
 from .images import atomic_path
 
 CHECKPOINT_NAME = "DCGAN.model"
-# The face model that ships with the package (see weights/README.md): what `complete`
+# The face model that ships with the package (see weights/README.md): what `dcgan-complete`
 # and load_models() use when no checkpoint is given.
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "face64.npz"
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -55,13 +58,29 @@ def training_checkpoint(generator, discriminator, d_optimizer, g_optimizer, **st
 
 def checkpoint_manager(checkpoint, directory):
     """Writes `directory/DCGAN.model-{step}`, keeping only the newest."""
-    return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1, checkpoint_name=CHECKPOINT_NAME)
+    with quiet_tf_logging():
+        return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1, checkpoint_name=CHECKPOINT_NAME)
+
+
+@contextlib.contextmanager
+def quiet_tf_logging():
+    """TensorFlow's Python logger held to errors: reading a garbage `checkpoint` state
+    file logs ParseError warnings, twice per look; the callers fall back on the index
+    files or say themselves what is missing."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def latest_checkpoint(directory):
     """The prefix of the newest checkpoint in `directory`, or None if there is none."""
     directory = Path(directory)
-    prefix = tf.train.latest_checkpoint(str(directory))
+    with quiet_tf_logging():
+        prefix = tf.train.latest_checkpoint(str(directory))
     if prefix is None and directory.is_dir():
         # No usable `checkpoint` state file (deleted, or pointing elsewhere): take the
         # newest index file present.
@@ -134,12 +153,22 @@ def restore(checkpoint, prefix):
         status = checkpoint.read(prefix)
         status.expect_partial()
         status.assert_existing_objects_matched()
+    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        # A truncated or damaged data file ("Read less bytes than requested").
+        raise InputError(damaged(prefix, e)) from None
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise InputError(
             f"{prefix} does not match the networks ({first_line}); "
             "give a checkpoint written by train-dcgan with the same settings"
         ) from None
+
+
+def damaged(prefix, error):
+    """The message for a checkpoint whose data file cannot be read to the end."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+    return (f"{prefix}: its data file is damaged or incomplete ({reason}): "
+            "give another checkpoint (or copy this one again)")
 
 
 def _build(config, dtype):
@@ -205,7 +234,7 @@ def load_weights_file(path, dtype=None):
     try:
         with np.load(path) as stored:
             arrays = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise InputError(f"{path}: cannot read weights file ({e})") from None
     generator, discriminator = _build(config_from_shapes({k: v.shape for k, v in arrays.items()}, path), dtype)
     for model in (generator, discriminator):

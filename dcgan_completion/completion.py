@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from .blending import poisson_blend
-from .errors import InputError
+from .errors import InputError, ignore_sigint
 from .masks import LOWRES_BLOCK, check_masks, weighted_context as weighted_context_of
 
 APPROACHES = ("adam", "momentum", "hmc")
@@ -73,6 +73,21 @@ class CompletionResult:
     generated: np.ndarray  # [N, H, W, 3]: G(z) at the last iteration
     z: np.ndarray  # [N, z_dim]
     losses: np.ndarray  # [n_iter + 1, N]: each image's loss before each iteration, and at the end
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `complete`: `result` holds every image's state when it came (its
+    completed image from the z reached so far; the starting z for a batch not begun;
+    losses not reached are NaN) and `iterations` [N] how far each image's search got."""
+
+    def __init__(self, result, iterations, n_iter):
+        if iterations.min() == iterations.max():
+            where = f"at iteration {int(iterations[0])} of {n_iter}"
+        else:
+            where = (f"with {int((iterations == n_iter).sum())} of {len(iterations)} images done, the others at "
+                     f"iteration {int(iterations[iterations < n_iter].max())} of {n_iter} or before")
+        super().__init__(where)
+        self.result, self.iterations, self.n_iter = result, iterations, n_iter
 
 
 def complete(
@@ -141,16 +156,41 @@ def complete(
 
     results = CompletionResult(
         completed=np.empty_like(images), generated=np.empty_like(images),
-        z=np.empty((n, _z_dim(generator)), np.float32), losses=np.empty((n_iter + 1, n), np.float32),
+        z=np.empty((n, _z_dim(generator)), np.float32), losses=np.full((n_iter + 1, n), np.nan, np.float32),
     )
+    reached = np.zeros(n, np.int64)  # iterations done, per image
+    finished = np.zeros(n, bool)  # results in
     bar = _progress_bar(n_iter * -(-n // batch_size), progress)
+    try:
+        _search_batches(search, results, reached, finished, images, masks, context_weights, seeds, lowres, blend,
+                        hparams, hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, _z_dim(generator))
+    except KeyboardInterrupt:
+        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off saving the state
+        try:
+            if bar is not None:
+                bar.close()
+            _fill_unfinished(search, results, finished, images, masks, context_weights, lowres, blend, hparams,
+                             batch_size)
+        finally:
+            restore_sigint()
+        raise Interrupted(results, reached, n_iter) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def _search_batches(search, results, reached, finished, images, masks, context_weights, seeds, lowres, blend,
+                    hparams, hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, z_dim):
+    n = len(images)
     for b, lo in enumerate(range(0, n, batch_size)):
         idx = np.arange(lo, min(lo + batch_size, n))
         y = tf.constant(images[idx])
         w = tf.constant(context_weights[idx])
         lw = tf.fill([len(idx)], 1.0 if lowres else 0.0)
         s = tf.constant(seeds[idx])
-        z = initial_z(s, _z_dim(generator))
+        z = initial_z(s, z_dim)
+        results.z[idx] = z.numpy()
         state = (tf.zeros_like(z), tf.zeros_like(z))
         log = []  # (iterations, losses, z) not yet handed to on_snapshot
         done = 0
@@ -159,15 +199,37 @@ def complete(
                 z, s1, s2, chunk_losses, chunk_z = search.run(
                     z, *state, y, w, lw, s, hparams, hmc_steps,
                     tf.constant(done, tf.int64), tf.constant(it - done, tf.int32))
+                results.z[idx], reached[idx] = z.numpy(), it  # where Ctrl-C would leave this batch
                 state = (s1, s2)
                 _log_chunk(log, results, idx, done, chunk_losses, chunk_z, bar)
                 done = it
             if on_snapshot is not None or it == n_iter:
                 loss, generated = search.evaluate(z, y, w, lw, hparams)
                 _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend)
-    if bar is not None:
-        bar.close()
-    return results
+        finished[idx] = True
+
+
+def _fill_unfinished(search, results, finished, images, masks, context_weights, lowres, blend, hparams,
+                     batch_size):
+    """After Ctrl-C: every unfinished image's generated and completed image from the z it
+    has reached (the starting z of a batch not begun)."""
+    for lo in range(0, len(images), batch_size):
+        idx = np.arange(lo, min(lo + batch_size, len(images)))
+        if finished[idx].all():
+            continue
+        y, w = tf.constant(images[idx]), tf.constant(context_weights[idx])
+        lw = tf.fill([len(idx)], 1.0 if lowres else 0.0)
+        _, generated = search.evaluate(tf.constant(results.z[idx]), y, w, lw, hparams)
+        generated = generated.numpy()
+        results.generated[idx] = generated
+        results.completed[idx] = _fill(images[idx], generated, masks[idx], blend)
+
+
+def _fill(images, generated, masks, blend):
+    """The completed images: the known pixels, and G(z) (Poisson-blended or pasted) in the hole."""
+    if blend:
+        return poisson_blend(images, generated, masks)
+    return np.where(masks > 0.5, images, generated)
 
 
 def _log_chunk(log, results, idx, start, chunk_losses, chunk_z, bar):
@@ -184,10 +246,7 @@ def _log_chunk(log, results, idx, start, chunk_losses, chunk_z, bar):
 
 def _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend):
     z, loss, generated = z.numpy(), loss.numpy(), generated.numpy()
-    if blend:
-        completed = poisson_blend(images[idx], generated, masks[idx])
-    else:
-        completed = np.where(masks[idx] > 0.5, images[idx], generated)
+    completed = _fill(images[idx], generated, masks[idx], blend)
     results.losses[it, idx] = loss
     results.z[idx], results.generated[idx], results.completed[idx] = z, generated, completed
     log.append((np.array([it]), loss[None], z[None]))

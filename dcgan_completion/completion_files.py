@@ -12,16 +12,18 @@ than one batch, each batch in its own `batch_NN/` folder so that none overwrites
     completion.gif                                      the completed grids (with gif=True)
 
 at iteration 0, every `out_interval` iterations and after the last one (NNNN = n_iter);
-and, for every input, `final/<input name>.png`: its completed image.
+and, for every input, `final/<input name>.png`: its completed image. After Ctrl-C,
+`final/` holds every input's state when it came, and the running batch's GIF its frames
+so far.
 """
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .images import (center_crop_resize, image_grid, list_images, read_rgb, save_gif, save_grid, save_image,
-                     to_float, to_uint8)
+from .errors import InputError, ignore_sigint
+from .images import (center_crop_resize, check_output_folder, image_grid, list_images, read_rgb, save_gif,
+                     save_grid, save_image, to_float, to_uint8)
 from .masks import LOWRES_BLOCK, load_masks, make_masks, uses_lowres
 
 
@@ -74,8 +76,9 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", *, m
     `search` goes to `completion.complete` (approach, lam, lr, weighted_context, ...).
     Returns (paths, CompletionResult).
     """
-    from .completion import complete  # TensorFlow only once there is work for it
+    from .completion import Interrupted, complete  # TensorFlow only once there is work for it
 
+    check_output_folder(out_dir, "--outDir")
     paths = expand_inputs(inputs)
     names = [p.stem for p in paths]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -88,9 +91,17 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", *, m
     lowres = uses_lowres(mask_type)
     writer = _OutputWriter(Path(out_dir), names, images, masks, lowres, gif, n_iter,
                            several_batches=len(paths) > batch_size)
-    result = complete(images, masks, generator, discriminator, lowres=lowres, seeds=seeds,
-                      batch_size=batch_size, n_iter=n_iter, out_interval=out_interval,
-                      on_snapshot=writer, **search)
+    try:
+        result = complete(images, masks, generator, discriminator, lowres=lowres, seeds=seeds,
+                          batch_size=batch_size, n_iter=n_iter, out_interval=out_interval,
+                          on_snapshot=writer, **search)
+    except Interrupted as stop:
+        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
+        try:
+            kept = writer.save_interrupted(stop.result.completed)
+        finally:
+            restore_sigint()
+        raise KeyboardInterrupt(f"{stop}; kept {kept}") from None
     return paths, result
 
 
@@ -101,9 +112,11 @@ class _OutputWriter:
         self.out_dir, self.names, self.images, self.masks = out_dir, names, images, masks
         self.lowres, self.gif, self.n_iter, self.several_batches = lowres, gif, n_iter, several_batches
         self.frames = []
+        self.folder = out_dir  # the running batch's
 
     def __call__(self, snap):
         folder = self.out_dir / f"batch_{snap.batch:02d}" if self.several_batches else self.out_dir
+        self.folder = folder
         images, masks = self.images[snap.indices], self.masks[snap.indices]
         if snap.iteration == 0:
             self.frames = []
@@ -127,6 +140,18 @@ class _OutputWriter:
                 save_image(self.out_dir / "final" / f"{self.names[i]}.png", image)
             if self.gif:
                 save_gif(folder / "completion.gif", self.frames)
+
+    def save_interrupted(self, completed):
+        """Every input's completed image as it stands, and the GIF of the frames so far;
+        says what was kept."""
+        for name, image in zip(self.names, completed):
+            save_image(self.out_dir / "final" / f"{name}.png", image)
+        kept = f"the current state of every image ({len(self.names)}) in {self.out_dir / 'final'}/"
+        if self.gif and self.frames:
+            save_gif(self.folder / "completion.gif", self.frames)
+            n = len(self.frames)
+            kept += f" and {n} frame{'s' * (n != 1)} in {self.folder / 'completion.gif'}"
+        return kept
 
     @staticmethod
     def _append_logs(folder, snap):

@@ -15,6 +15,7 @@ size is used as it is; another size is centre-cropped to a square and resized (s
 import warnings
 
 import tensorflow as tf
+from PIL import Image
 
 from .errors import InputError
 from .images import list_images
@@ -29,9 +30,13 @@ def dataset_files(folder, batch_size=64):
     or empty folder, or fewer images than one batch, is an InputError.
     """
     files = [str(f) for f in list_images(folder)]
-    readable = set(_decodable(files))
+    huge = {f for f in files if _too_large(f)}
+    readable = set(_decodable([f for f in files if f not in huge]))
     for f in files:
-        if f not in readable:
+        if f in huge:
+            warnings.warn(f"skipping {f}: more than {Image.MAX_IMAGE_PIXELS} pixels (a possible "
+                          "decompression bomb)", stacklevel=2)
+        elif f not in readable:
             warnings.warn(f"skipping {f}: not a readable image", stacklevel=2)
     files = [f for f in files if f in readable]
     if len(files) < batch_size:
@@ -40,6 +45,20 @@ def dataset_files(folder, batch_size=64):
             "add images or lower --batch_size"
         )
     return files
+
+
+def _too_large(path):
+    # From the header alone, before TensorFlow decodes it whole: the limit the other
+    # tools' reader (images.read_image) keeps, PIL's.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.width * im.height > Image.MAX_IMAGE_PIXELS
+    except Image.DecompressionBombError:
+        return True
+    except Exception:  # unreadable: the decoding pass names it
+        return False
 
 
 def _decodable(files):

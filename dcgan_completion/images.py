@@ -3,6 +3,7 @@ import contextlib
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ def atomic_path(path):
     An interrupted write never leaves a truncated file under the final name.
     """
     path = Path(path)
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
@@ -56,19 +58,67 @@ def center_crop_resize(rgb, size):
     return np.asarray(square)
 
 
+def check_output_folder(folder, what="output folder"):
+    """Raise InputError unless `folder` is a folder, or one that can be made, and writable.
+
+    Checked before long work starts, so that it does not fail at its first write.
+    Nothing is created.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what} {folder} is a file: give a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{what} {folder} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {folder} is not writable ({existing}): give a folder you can write to")
+
+
+def check_output_file(path, what="output file"):
+    """Raise InputError unless a file can be written at `path` (see check_output_folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder: give a file name")
+    check_output_folder(path.parent, f"{what} {path}: its folder")
+
+
+def read_image(path, mode="RGB"):
+    """Read any image as a PIL image of `mode` ("RGB", "L"), turned upright by its EXIF tag.
+
+    The one function every image goes through: 16-bit images are scaled to 8 bits
+    (PIL would clip them to white), and images larger than PIL's decompression-bomb
+    limit (Image.MAX_IMAGE_PIXELS) are refused, as are unreadable files, with an
+    InputError naming the file.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im = ImageOps.exif_transpose(im)
+                if im.mode.startswith("I"):  # 16-bit greyscale ("I;16", or "I" holding 0..65535)
+                    im = Image.fromarray(np.rint(np.asarray(im, np.float64) / 257).clip(0, 255).astype(np.uint8))
+                return im.convert(mode)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"{path}: too large (more than {Image.MAX_IMAGE_PIXELS} pixels, a possible decompression bomb): "
+            "resize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: cannot read image ({e})") from None
+
+
 def read_rgb(path):
     """Read any image as an HxWx3 uint8 RGB array (grayscale and RGBA are converted).
 
     Photos stored sideways with an EXIF orientation tag (as phones do) are turned
     upright, as OpenCV's imread did for OpenFace: the face detector finds upright faces.
     """
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: cannot read image ({e})") from None
+    return np.asarray(read_image(path, "RGB"))
 
 
 def to_float(rgb_uint8):

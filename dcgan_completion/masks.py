@@ -11,10 +11,8 @@ depends on the other images of a run (the original drew one random mask for all)
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from .errors import InputError
-from .images import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, read_image
 
 MASK_TYPES = (
     "center", "random", "left", "full", "grid", "lowres",
@@ -82,12 +80,9 @@ def uses_lowres(mask_type):
 def load_mask(path, image_size):
     """A mask image (white = keep, black = fill; grey is thresholded at 50%) as a mask."""
     try:
-        with Image.open(path) as im:
-            grey = np.asarray(im.convert("L"))
-    except FileNotFoundError:
-        raise InputError(f"mask file {path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"mask file {path}: cannot read image ({e})") from None
+        grey = np.asarray(read_image(path, "L"))
+    except InputError as e:  # its message names the file
+        raise InputError(f"mask file {e}") from None
     if grey.shape != (image_size, image_size):
         raise InputError(
             f"mask file {path} is {grey.shape[1]}x{grey.shape[0]} but the images are "
@@ -96,6 +91,8 @@ def load_mask(path, image_size):
     keep = grey >= 128
     if not keep.any():
         raise InputError(f"mask file {path} keeps no pixel (all black): white marks the pixels to keep")
+    if keep.all():
+        raise InputError(f"mask file {path} has no hole (all white): nothing to fill; black marks the pixels to fill")
     return _to_channels(keep)
 
 

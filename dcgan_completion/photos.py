@@ -9,7 +9,7 @@ the inverse affine transform into the full-resolution photo:
     out, faces = complete_photo(rgb, generator, discriminator, mask_type="center")
 
 The hole is given either in photo coordinates (`mask`), or as a mask type of the
-aligned face (`mask_type`, as `complete --maskType`), which is then applied to every
+aligned face (`mask_type`, as `dcgan-complete --maskType`), which is then applied to every
 face. Every photo pixel outside the hole stays exactly as it was.
 
 How a photo hole becomes a crop mask: every hole pixel p lands at q = M p in the crop
@@ -40,11 +40,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .alignment import DEFAULT_LANDMARKS, align_all_faces
-from .errors import InputError
-from .images import IMAGE_EXTENSIONS, image_grid, read_rgb, save_image, to_float, to_uint8
+from .errors import InputError, ignore_sigint
+from .images import (IMAGE_EXTENSIONS, check_output_folder, image_grid, read_image, read_rgb, save_image, to_float,
+                     to_uint8)
 from .masks import make_mask, uses_lowres
 
 # Upscaling a 64x64 fill by 2-12x (a face in a photo is 130-750 px wide): bicubic
@@ -168,7 +168,7 @@ def plan_faces(photo, faces, *, mask=None, mask_type=None, center_scale=0.25, se
 def fill_faces(faces, generator, discriminator, *, lowres=False, blend=True, seeds=None, **search):
     """Complete the crops of the faces that fill something, in one batched search; sets
     each one's `generated` and `completed`. Returns the CompletionResult (or None)."""
-    from .completion import complete  # TensorFlow only once there is work for it
+    from .completion import Interrupted, complete  # TensorFlow only once there is work for it
 
     todo = [f for f in faces if f.filled]
     if not todo:
@@ -177,7 +177,20 @@ def fill_faces(faces, generator, discriminator, *, lowres=False, blend=True, see
     masks = np.stack([f.crop_mask for f in todo])
     if seeds is not None:
         seeds = np.asarray(seeds)[[i for i, f in enumerate(faces) if f.filled]]
-    result = complete(crops, masks, generator, discriminator, lowres=lowres, seeds=seeds, **search)
+    try:
+        result = complete(crops, masks, generator, discriminator, lowres=lowres, seeds=seeds, **search)
+    except Interrupted as stop:  # each face as it stands, then stop
+        restore_sigint = ignore_sigint()
+        try:
+            _set_fills(todo, crops, masks, stop.result, blend)
+        finally:
+            restore_sigint()
+        raise
+    _set_fills(todo, crops, masks, result, blend)
+    return result
+
+
+def _set_fills(todo, crops, masks, result, blend):
     completed = result.completed
     if blend:
         from .blending import poisson_blend
@@ -185,7 +198,6 @@ def fill_faces(faces, generator, discriminator, *, lowres=False, blend=True, see
         completed = poisson_blend(crops, result.generated, masks)
     for face, generated, crop in zip(todo, result.generated, completed):
         face.generated, face.completed = generated, to_uint8(crop)
-    return result
 
 
 def paste_faces(photo, faces, *, blend=True):
@@ -325,12 +337,9 @@ def load_photo_mask(path, photo_shape, photo_name="the photo"):
     """A mask image for a photo as H x W bool (white = keep, black = fill, grey thresholded
     at 50%), turned upright by its EXIF tag as photos are. Its size must be the photo's."""
     try:
-        with Image.open(path) as im:
-            grey = np.asarray(ImageOps.exif_transpose(im).convert("L"))
-    except FileNotFoundError:
-        raise InputError(f"mask file {path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"mask file {path}: cannot read image ({e})") from None
+        grey = np.asarray(read_image(path, "L"))
+    except InputError as e:  # its message names the file
+        raise InputError(f"mask file {e}") from None
     return _check_mask(grey >= 128, photo_shape[:2], f"{photo_name} (mask file {path})")
 
 
@@ -369,9 +378,11 @@ def complete_photo_files(inputs, generator, discriminator, out_dir="completions"
     run at once; then the faces of all photos are completed in one batched search.
     Outputs are PNG (lossless: pixels outside the hole stay the input's exactly).
     """
+    from .completion import Interrupted
     from .completion_files import expand_inputs
     from tqdm import tqdm
 
+    check_output_folder(out_dir, "--outDir")
     paths = expand_inputs(inputs)
     stems = [p.stem for p in paths]
     twice = sorted({s for s in stems if stems.count(s) > 1})
@@ -394,8 +405,20 @@ def complete_photo_files(inputs, generator, discriminator, out_dir="completions"
         seeds.extend(first + np.arange(len(faces)))
 
     everyone = [face for faces in plans for face in faces]
-    fill_faces(everyone, generator, discriminator, lowres=uses_lowres(mask_type), blend=blend, seeds=seeds,
-               progress=progress, **search)
+    try:
+        fill_faces(everyone, generator, discriminator, lowres=uses_lowres(mask_type), blend=blend, seeds=seeds,
+                   progress=progress, **search)
+    except Interrupted as stop:
+        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
+        try:
+            _write_photos(out_dir, paths, photos, plans, blend)
+        finally:
+            restore_sigint()
+        raise KeyboardInterrupt(f"{stop}; kept the current state of every photo ({len(paths)}) in {out_dir}/") from None
+    return _write_photos(out_dir, paths, photos, plans, blend)
+
+
+def _write_photos(out_dir, paths, photos, plans, blend):
     out_dir = Path(out_dir)
     outputs = []
     for path, photo, faces in zip(paths, photos, plans):

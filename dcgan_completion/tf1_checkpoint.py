@@ -16,6 +16,8 @@ import re
 import tensorflow as tf
 
 from . import networks
+from .checkpoints import damaged, quiet_tf_logging
+from .images import check_output_folder
 from .errors import InputError
 
 _BATCH_NORM_WEIGHTS = ("beta", "gamma", "moving_mean", "moving_variance")
@@ -38,7 +40,8 @@ def find_tf1_checkpoint(path):
     project's own checkpoints (object-based, TF2) give None.
     """
     path = os.fspath(path)
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else _SUFFIX.sub("", path)
+    with quiet_tf_logging():
+        prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else _SUFFIX.sub("", path)
     shapes = _variable_shapes(prefix) if prefix else None
     # TF2's object-based checkpoints record their object graph under this key; TF1's never do.
     if not shapes or "_CHECKPOINTABLE_OBJECT_GRAPH" in shapes:
@@ -165,6 +168,8 @@ def load_tf1_weights(prefix, generator, discriminator):
         raise InputError(f"TF1 checkpoint {prefix} does not fit {layout}: {_listing(wrong, 2)}")
     try:
         values = {name: reader.get_tensor(name) for name in targets}
+    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        raise InputError(damaged(f"TF1 checkpoint {prefix}", e)) from None
     except tf.errors.OpError as e:
         raise InputError(_read_error(prefix, e)) from None
     for name, variable in targets.items():
@@ -188,7 +193,8 @@ def _why_not_tf1(path):
     path = os.fspath(path)
     expected = "a folder holding the original's `checkpoint` file, or a prefix such as checkpoint/DCGAN.model-60502"
     if os.path.isdir(path):
-        state = tf.train.get_checkpoint_state(path)
+        with quiet_tf_logging():
+            state = tf.train.get_checkpoint_state(path)
         if state is None or not state.model_checkpoint_path:
             return f"{path} holds no `checkpoint` file naming a checkpoint: give {expected}"
         prefix = state.model_checkpoint_path
@@ -213,6 +219,7 @@ def convert_tf1_checkpoint(source, out):
         raise InputError(_why_not_tf1(source))
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"{out} is a file: give a new or empty folder to convert into")
+    check_output_folder(out, "output folder")
     if os.path.exists(os.path.join(out, "checkpoint")):
         raise InputError(f"{out} already holds a checkpoint: give a new or empty folder to convert into")
     generator, discriminator = load_tf1_models(prefix)

@@ -24,8 +24,8 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import checkpoints, data, tf1_checkpoint
-from .errors import InputError
-from .images import image_grid, save_grid, to_uint8
+from .errors import InputError, ignore_sigint
+from .images import check_output_folder, image_grid, save_grid, to_uint8
 from .networks import Z_DIM, build_discriminator, build_generator, num_upsamplings
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -295,6 +295,27 @@ def _distributed_batches(strategy, files, image_size, batch_size, seed, train_si
     return iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
 
 
+def _check_multiworker_seed(strategy, seed, checkpoint_dir):
+    # Every worker reads the whole folder and keeps its share of each batch, which
+    # partitions the data only if all of them shuffle with the same seed. They start
+    # before any collective can carry the chief's seed to the others, so the seed is
+    # the user's, the same on every worker; a resumed run takes the checkpoint's.
+    multiworker = strategy == "multiworker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if seed is not None or not multiworker:
+        return
+    if Path(checkpoint_dir).is_dir() and checkpoints.latest_checkpoint(checkpoint_dir) is not None:
+        return
+    raise InputError("--strategy multiworker needs --seed: give every worker the same --seed "
+                     "(e.g. --seed 1), so that they shuffle the data alike and share it out")
+
+
+def _remove_unfinished_saves(checkpoint_dir):
+    """Remove the `DCGAN.model-N_temp` folders of saves that were interrupted or failed."""
+    for folder in Path(checkpoint_dir).glob(f"{checkpoints.CHECKPOINT_NAME}-*_temp"):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _write_sample(generator, sample_z, path):
     """The grid of G(sample_z), batch norm in inference mode, as a PNG and an image summary."""
     samples = generator(sample_z, training=False).numpy()
@@ -342,11 +363,14 @@ def train(
     """
     precision = precision or default_precision()
     _check_settings(precision, epochs, batch_size, image_size, learning_rate, beta1, train_size)
+    _check_multiworker_seed(strategy, seed, checkpoint_dir)
     strategy = make_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise InputError(f"--batch_size {batch_size} must be a multiple of the {replicas} devices training together")
     files = data.dataset_files(dataset, batch_size)
+    for flag, folder in [("--checkpoint_dir", checkpoint_dir), ("--sample_dir", sample_dir), ("--log_dir", log_dir)]:
+        check_output_folder(folder, flag)
     per_epoch = data.steps_per_epoch(len(files), batch_size, train_size)
     config = {"image_size": image_size, "z_dim": z_dim, "gf_dim": gf_dim, "df_dim": df_dim}
     prefix, from_tf1 = _checkpoint_to_resume(checkpoint_dir, config)
@@ -370,6 +394,8 @@ def train(
             _keep_tf1_checkpoint(checkpoint_dir, prefix)
     # Every worker saves (saving is collective); only the chief's copy is kept.
     save_dir = Path(checkpoint_dir) if chief else Path(checkpoint_dir) / f".worker-{strategy.cluster_resolver.task_id}"
+    if chief:
+        _remove_unfinished_saves(checkpoint_dir)
     manager = checkpoints.checkpoint_manager(checkpoint, save_dir)
     if prefix is not None and not from_tf1:
         checkpoints.restore(checkpoint, prefix)
@@ -420,10 +446,19 @@ def train(
         next_epoch, next_position = where(step + 1)
         state["epoch"].assign(next_epoch)
         state["position"].assign(next_position)
-        return manager.save(checkpoint_number=step)
+        try:
+            return manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:  # a full disk, mostly
+            _remove_unfinished_saves(save_dir)
+            kept = f"{manager.latest_checkpoint} is kept" if manager.latest_checkpoint else "no checkpoint was kept"
+            reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+            raise InputError(f"cannot write the checkpoint of step {step} in {save_dir} "
+                             f"({reason.splitlines()[0]}); {kept}: free some space and run the same "
+                             "command again") from None
 
     writer = tf.summary.create_file_writer(str(log_dir)) if chief else tf.summary.create_noop_writer()
     bar = None
+    restore_sigint = lambda: None  # noqa: E731
     started = time.perf_counter()
     timed_from = None
     try:
@@ -440,13 +475,16 @@ def train(
                 bar.update(1)
                 if step % 10 == 0 or batch + 1 == per_epoch or step == last_step:
                     bar.set_postfix(d_loss=f"{float(losses['d_loss']):.4f}", g_loss=f"{float(losses['g_loss']):.4f}")
-                if step % sample_every == 0 and chief:
+                # Also at a run's first step and last, so that a short run shows its samples
+                # (the original wrote its first grid at step 1).
+                if (step % sample_every == 0 or step in (start_step + 1, last_step)) and chief:
                     _write_sample(generator, state["sample_z"], Path(sample_dir) / f"train_{batch_epoch:02d}_{batch:04d}.png")
                 if step % checkpoint_every == 0 or batch + 1 == per_epoch:
                     save()
         ended = time.perf_counter()
         summary["checkpoint"] = str(Path(checkpoint_dir) / Path(save()).name)  # the chief's copy
     except KeyboardInterrupt:
+        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the save
         say(f"interrupted: saved {save()}; run the same command again to go on")
         raise
     finally:
@@ -458,6 +496,7 @@ def train(
         iterator = None  # noqa: F841
         if not chief:
             shutil.rmtree(save_dir, ignore_errors=True)
+        restore_sigint()
 
     step = int(step_var.numpy())
     if step > timed_from[1]:

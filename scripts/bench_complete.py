@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from dcgan_completion.cli import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
-tf.config.optimizer.set_experimental_options({"remapping": False})  # as the `complete` tool
+tf.config.optimizer.set_experimental_options({"remapping": False})  # as the `dcgan-complete` tool
 
 from dcgan_completion.checkpoints import load_models  # noqa: E402
 from dcgan_completion.completion import complete  # noqa: E402

@@ -7,7 +7,7 @@ mean-colour fill; or, with --realism, the face realism of a model's samples.
     python scripts/evaluate.py ALIGNED_DIR --realism --n 256
 
 Takes the first N images (sorted by name) of a folder of aligned faces of the model's
-size, masks each with its own seed (--seed + index, as `complete` does), completes them,
+size, masks each with its own seed (--seed + index, as `dcgan-complete` does), completes them,
 and prints one row per mask type and method. The paper's CelebA figures (whole-image
 PSNR: center 19.4 dB, random 80% missing 22.8 dB, half 13.7 dB) are the reference.
 Identity distance is the mean distance between the dlib face descriptors of each

@@ -1,4 +1,4 @@
-"""`complete` end to end on a tiny 16x16 checkpoint: files on disk, exit codes, messages."""
+"""`dcgan-complete` end to end on a tiny 16x16 checkpoint: files on disk, exit codes, messages."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -113,7 +113,7 @@ def test_other_sizes_are_resized_with_a_warning(tmp_path, checkpoint, capsys):
     code, _, err = complete([tmp_path / "big.png", "--checkpointDir", checkpoint, "--imgSize", SIZE,
                              "--nIter", 1, "--outDir", tmp_path / "out"], capsys)
     assert code == 0
-    assert "complete: warning: big.png not 16x16: centre-cropped and resized" in err
+    assert "dcgan-complete: warning: big.png not 16x16: centre-cropped and resized" in err
     assert read_rgb(tmp_path / "out" / "final" / "big.png").shape == (SIZE, SIZE, 3)
 
 
@@ -163,7 +163,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, checkpoint, inputs, caps
     Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(tmp_path / "black.png")
     code, last, err = error_of(make_args(tmp_path, checkpoint, inputs), capsys)
     assert code == 2
-    assert last.startswith("complete: error: ") and message in last, err
+    assert last.startswith("dcgan-complete: error: ") and message in last, err
     assert "Traceback" not in err
 
 

@@ -108,9 +108,9 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     assert whole["step"] == 6 and whole["steps_run"] == 6
     assert sorted(os.listdir(tmp_path / "whole" / "checkpoint")) == [
         "DCGAN.model-6.data-00000-of-00001", "DCGAN.model-6.index", "checkpoint"]
-    # Samples every 2 steps, named by (epoch, batch) of the step: steps 2, 4, 6.
+    # Samples at the first step and every 2 steps, named by (epoch, batch) of the step: 1, 2, 4, 6.
     assert sorted(os.listdir(tmp_path / "whole" / "samples")) == [
-        "train_00_0001.png", "train_01_0000.png", "train_01_0002.png"]
+        "train_00_0000.png", "train_00_0001.png", "train_01_0000.png", "train_01_0002.png"]
     grid = np.asarray(Image.open(tmp_path / "whole" / "samples" / "train_00_0001.png"))
     assert grid.shape == (8 * 8, 8 * 8, 3)
     expected = stored_values(tmp_path / "whole" / "checkpoint")
@@ -122,14 +122,14 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     resumed = run(tmp_path / "stopped", data, epochs=2)
     assert resumed["step"] == 6 and resumed["steps_run"] == 2
 
-    # Interrupted by Ctrl-C (while writing the sample of step 2), then resumed.
+    # Interrupted by Ctrl-C (while writing the sample of step 1, the run's first), then resumed.
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "save_grid", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "interrupted", data, epochs=2, seed=3, sample_every=2)
-    assert checkpoints.latest_checkpoint(tmp_path / "interrupted" / "checkpoint").endswith("DCGAN.model-2")
+    assert checkpoints.latest_checkpoint(tmp_path / "interrupted" / "checkpoint").endswith("DCGAN.model-1")
     monkeypatch.undo()
     run(tmp_path / "interrupted", data, epochs=2, seed=3)
 
@@ -178,7 +178,7 @@ def test_tensorboard_summaries(tmp_path):
         assert seen[(tag, "simple_value")] == [2, 4]
     for tag in ("z", "d", "d_"):
         assert seen[(tag, "histo")] == [2, 4]
-    assert seen[("G", "image")] == [3]
+    assert seen[("G", "image")] == [1, 3, 4]  # the first step, every 3rd, the last
 
 
 def test_bfloat16_step(tmp_path):

@@ -1,14 +1,23 @@
 """Command-line tools: thin layers over the library.
 
-Each tool's `main` parses its flags and calls library functions through `run`,
-which turns a user error into one line on stderr and a non-zero exit.
+Each tool's `main` parses its flags with `ArgumentParser` (a flag error is one line)
+and calls library functions through `run`, which turns a user error into one line on
+stderr and a non-zero exit.
 """
+import argparse
 import os
 import sys
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) buries the tools'
 # own messages; keep warnings and errors. Must be set before tensorflow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a flag error is the one line that matters, not the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def import_tensorflow():
@@ -42,18 +51,22 @@ def fail(prog, message, code=2):
 
 
 def run(prog, func, *args, **kwargs):
-    """Call func; report InputError/OSError as one line (exit 2), Ctrl-C as exit 130."""
-    from ..errors import InputError
+    """Call func; report InputError/OSError as one line (exit 2), Ctrl-C as exit 130.
+
+    A KeyboardInterrupt with a message (what was saved) has it printed.
+    """
+    from ..errors import InputError, ignore_sigint
 
     try:
         return func(*args, **kwargs)
+    except KeyboardInterrupt as e:
+        ignore_sigint()  # the tool is exiting: a second Ctrl-C would only add a traceback
+        print(f"{prog}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
+        sys.exit(130)
     except InputError as e:
         fail(prog, str(e))
     except OSError as e:
         fail(prog, f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
 
 
 def not_yet(prog):

@@ -6,13 +6,26 @@ import argparse
 import time
 from collections import Counter
 
-from . import run
+from ..errors import InputError
+from . import ArgumentParser, run
 
 LANDMARK_CHOICES = ("innerEyesAndBottomLip", "outerEyesAndNose")
 
 
+def _size(text):
+    from ..alignment import MIN_SIZE
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_SIZE} pixels, got {value}")
+    return value
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="align-faces",
         description="Find the largest face in every .jpg/.jpeg/.png under INPUT_DIR, align it "
         "as OpenFace does (dlib landmarks onto OpenFace's template) and write it to OUTPUT_DIR. "
@@ -22,7 +35,7 @@ def build_parser():
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the aligned faces go")
     p.add_argument("--landmarks", choices=LANDMARK_CHOICES, default="innerEyesAndBottomLip",
                    help="the three landmarks put onto the template (default: %(default)s)")
-    p.add_argument("--size", type=int, default=64, help="side of the aligned square, px (default: 64)")
+    p.add_argument("--size", type=_size, default=64, help="side of the aligned square, px, at least 8 (default: 64)")
     p.add_argument("--skipMulti", "--skip-multi", dest="skip_multi", action="store_true",
                    help="skip photos with more than one face (default: align the largest)")
     p.add_argument("--dlibFacePredictor", "--dlib-face-predictor", dest="predictor", metavar="PATH",
@@ -60,9 +73,16 @@ def align(args):
         f"{counts['already-done']} already done; {seconds:.1f} s"
         + (f" ({worked / seconds:.1f} photos/s)" if worked and seconds > 0 else "")
     )
+    if counts["unreadable"] == len(outcomes):
+        raise InputError(f"{args.input_dir}: none of its {len(outcomes)} .jpg/.jpeg/.png files could be read "
+                         "as an image: give a folder of photos")
     return outcomes
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     run("align-faces", align, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""`complete imgs... --outDir completions`: fill the masked part of each image by searching
+"""`dcgan-complete imgs... --outDir completions`: fill the masked part of each image by searching
 the generator's latent space (the original's complete.py; outputs described in
 dcgan_completion.completion_files)."""
 import argparse
@@ -6,9 +6,11 @@ import sys
 import warnings
 
 from ..errors import InputError
-from . import run
+from . import ArgumentParser, run
 from .complete_photos import add_align_arguments, complete_photos_command, describe
 
+# The tool's name: bash's builtin `complete` shadows the original's (kept as an alias).
+PROG = "dcgan-complete"
 APPROACHES = ("adam", "momentum", "hmc")  # as completion.APPROACHES, without importing TensorFlow
 MASK_TYPES = ("center", "random", "left", "full", "grid", "lowres",
               "right", "top", "bottom", "random80", "half", "file")
@@ -30,7 +32,7 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="complete", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     positive, count = _number(float, 0, low_open=True), _number(int, 1)
     unit = _number(float, 0, 1, high_open=True)
     p.add_argument("imgs", nargs="+", help="images to complete (files, or folders of .png/.jpg images)")
@@ -86,8 +88,10 @@ def complete_command(args):
     if args.maskType == "file" and args.maskFile is None:
         raise InputError("--maskType file needs --maskFile (a mask image, white = keep, or a folder of them)")
     from ..completion_files import complete_files, expand_inputs
+    from ..images import check_output_folder
 
     paths = expand_inputs(args.imgs)
+    check_output_folder(args.outDir, "--outDir")  # before the model loads
     _quiet_tensorflow()
     from ..checkpoints import load_models
 
@@ -122,7 +126,7 @@ def _quiet_tensorflow():
 
 
 def _show_warning(message, *args, **kwargs):
-    print(f"complete: warning: {message}", file=sys.stderr)
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -130,7 +134,7 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.filterwarnings("always", module=r"dcgan_completion\.")
         warnings.showwarning = _show_warning
-        lines = run("complete", complete_command, args)
+        lines = run(PROG, complete_command, args)
     print("\n".join(lines))
 
 

@@ -1,7 +1,7 @@
-"""`complete --align photo.jpg ... [--maskFile photo-mask.png | --maskType center]`: the flags
+"""`dcgan-complete --align photo.jpg ... [--maskFile photo-mask.png | --maskType center]`: the flags
 and the call that complete faces in ordinary photos (dcgan_completion.photos).
 
-To wire into `complete`: add_align_arguments(parser) in build_parser, then in
+To wire into `dcgan-complete`: add_align_arguments(parser) in build_parser, then in
 complete_command, once the models are loaded:
 
     if args.align:
@@ -43,7 +43,7 @@ def add_align_arguments(parser):
 
 
 def complete_photos_command(args, generator, discriminator):
-    """Run `complete --align` with parsed `args`: [photos.PhotoOutput], one per photo."""
+    """Run `dcgan-complete --align` with parsed `args`: [photos.PhotoOutput], one per photo."""
     from ..errors import InputError
     from ..photos import complete_photo_files
 

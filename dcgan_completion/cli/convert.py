@@ -1,16 +1,14 @@
 """`dcgan-convert TF1_CHECKPOINT OUT`: the original's TF1 checkpoint in this project's format."""
-import argparse
-
-from . import import_tensorflow, run
+from . import ArgumentParser, import_tensorflow, run
 
 PROG = "dcgan-convert"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Convert a checkpoint of the original TF1 dcgan-completion (checkpoint/DCGAN.model-N) "
-        "into this project's format, readable by `complete --checkpointDir OUT`.",
+        "into this project's format, readable by `dcgan-complete --checkpointDir OUT`.",
     )
     parser.add_argument(
         "tf1_checkpoint",
@@ -33,3 +31,7 @@ def convert(args):
 def main(argv=None):
     args = parse_args(argv)
     run(PROG, convert, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,13 +2,14 @@
 frames (e.g. a completion's `completed/`), as `convert -delay 10 -loop 0 *.png out.gif`."""
 import argparse
 
-from . import run
+from . import ArgumentParser, run
 
 
 def make_gif(frames_dir, output, delay=10, loop=0):
     """Write the images of `frames_dir`, in name order, as a GIF; delay in 1/100 s."""
-    from ..images import list_images, read_rgb, save_gif
+    from ..images import check_output_file, list_images, read_rgb, save_gif
 
+    check_output_file(output, "-o")
     frames = [read_rgb(p) for p in list_images(frames_dir)]
     save_gif(output, frames, delay_ms=delay * 10, loop=loop)
     return len(frames)
@@ -25,7 +26,7 @@ def _non_negative_int(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="make-gif", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="make-gif", description=__doc__.split("\n\n")[0])
     parser.add_argument("frames_dir", metavar="FRAMES_DIR", help="folder of .png/.jpg frames, shown in name order")
     parser.add_argument("-o", "--output", required=True, help="the GIF to write")
     parser.add_argument("--delay", type=_non_negative_int, default=10,

@@ -10,7 +10,7 @@ import math
 import sys
 import warnings
 
-from . import run
+from . import ArgumentParser, import_tensorflow, run
 
 PROG = "train-dcgan"
 
@@ -60,7 +60,7 @@ def _bool(text):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog=PROG, description="Train the DCGAN of semantic image completion on a folder of face images.")
+    p = ArgumentParser(prog=PROG, description="Train the DCGAN of semantic image completion on a folder of face images.")
     p.add_argument("--dataset", required=True, help="folder of .png/.jpg/.jpeg images (aligned faces), not searched recursively")
     p.add_argument("--epoch", type=_positive_int, default=25, help="epochs to train (default 25)")
     p.add_argument("--learning_rate", "--learning-rate", type=_positive_float, default=0.0002, help="Adam learning rate (default 0.0002)")
@@ -91,6 +91,7 @@ def main(argv=None):
     warnings.showwarning = _one_line_warning
 
     def train():
+        import_tensorflow()
         from ..training import train
 
         summary = train(
