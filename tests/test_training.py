@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcgan_completion import checkpoints, training
+from dcgan_completion import checkpoints, training, training_hooks
 from dcgan_completion.cli.train import main
 from dcgan_completion.errors import InputError
 
@@ -126,7 +126,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_grid", interrupt)
+    monkeypatch.setattr(training_hooks, "save_grid", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "interrupted", data, epochs=2, seed=3, sample_every=2)
     assert checkpoints.latest_checkpoint(tmp_path / "interrupted" / "checkpoint").endswith("DCGAN.model-1")
@@ -267,7 +267,7 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from dcgan_completion import checkpoints, training
+    from dcgan_completion import checkpoints, training, training_hooks
 
     strategy = training.make_strategy("mirrored")
     out = {"replicas": strategy.num_replicas_in_sync}
