@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -183,15 +184,19 @@ def test_tensorboard_summaries(tmp_path):
 
 def test_bfloat16_step(tmp_path):
     data = noise_folder(tmp_path / "data", count=4)
+    policy = keras.config.dtype_policy().name
     summary = run(tmp_path, data, epochs=1, seed=1, precision="mixed_bfloat16")
     assert summary["step"] == 1
+    assert keras.config.dtype_policy().name == policy  # each layer is given the precision, not the process
     generator, _ = checkpoints.load_models(tmp_path / "checkpoint")
     assert generator.get_layer("g_h0_lin").kernel.dtype == "float32"
 
 
 def cli(capsys, *argv):
+    showwarning = warnings.showwarning
     with pytest.raises(SystemExit) as exit:
         main([str(a) for a in argv])
+    assert warnings.showwarning is showwarning  # the tool's one-line warnings end with it
     err = capsys.readouterr().err.strip()
     return exit.value.code, err
 
@@ -223,6 +228,17 @@ def test_cli_errors(tmp_path, capsys, case, expected):
     if not err.startswith("usage:"):
         assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "ck").exists()
+
+
+def test_cli_warnings_are_one_line_each(tmp_path, capsys):
+    data = noise_folder(tmp_path / "data", count=3)
+    (data / "broken.png").write_bytes(b"not an image")
+    code, err = cli(capsys, "--dataset", data, "--batch_size", 4, "--image_size", 8, "--checkpoint_dir", tmp_path / "ck")
+    assert code == 2
+    assert err.splitlines() == [
+        f"train-dcgan: warning: skipping {data / 'broken.png'}: not a readable image",
+        f"train-dcgan: error: {data} holds 3 readable images, fewer than one batch of 4: add images or lower --batch_size",
+    ]
 
 
 def test_cli_refuses_a_checkpoint_of_other_networks(tmp_path, capsys):
