@@ -166,20 +166,43 @@ def test_training_goes_on_from_the_originals_tf1_checkpoint(tmp_path):
     assert again["step"] == 9 and Path(f"{tf1_prefix}.index").exists()
 
 
-def test_tensorboard_summaries(tmp_path):
-    data = noise_folder(tmp_path / "data", count=8)
-    run(tmp_path, data, epochs=2, seed=1, sample_every=3, summary_every=2)  # 4 steps
+def summary_steps(log_dir):
+    """{(tag, kind of value): [steps]} of the TensorBoard event files in log_dir."""
     seen = {}
-    for f in (tmp_path / "logs").glob("events.out.tfevents.*"):
+    for f in sorted(Path(log_dir).glob("events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(str(f)):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for v in event.summary.value:
                 seen.setdefault((v.tag, v.WhichOneof("value")), []).append(event.step)
+    return seen
+
+
+def test_tensorboard_summaries(tmp_path):
+    data = noise_folder(tmp_path / "data", count=8)
+    run(tmp_path, data, epochs=2, seed=1, sample_every=3, summary_every=2)  # 4 steps
+    seen = summary_steps(tmp_path / "logs")
     for tag in ("d_loss_real", "d_loss_fake", "d_loss", "g_loss"):
         assert seen[(tag, "simple_value")] == [2, 4]
     for tag in ("z", "d", "d_"):
         assert seen[(tag, "histo")] == [2, 4]
     assert seen[("G", "image")] == [1, 3, 4]  # the first step, every 3rd, the last
+
+
+@pytest.mark.parametrize("flag, steps", [
+    ([], [10]),  # the default: every 10 steps
+    (["--summary_every", 3], [3, 6, 9]),
+    (["--summary_every", 1], list(range(1, 11))),  # the original's: every step
+])
+def test_cli_summary_every(tmp_path, capsys, flag, steps):
+    data = noise_folder(tmp_path / "data", count=8)  # 2 batches of 4 an epoch: 10 steps in 5 epochs
+    main([str(a) for a in ["--dataset", data, "--batch_size", 4, "--image_size", 8, "--epoch", 5, "--seed", 1,
+                           "--precision", "float32", "--checkpoint_dir", tmp_path / "checkpoint",
+                           "--sample_dir", tmp_path / "samples", "--log_dir", tmp_path / "logs", *flag]])
+    assert capsys.readouterr().out.splitlines()[-1] == f"step 10: {tmp_path / 'checkpoint' / 'DCGAN.model-10'}"
+    seen = summary_steps(tmp_path / "logs")
+    for tag in ("d_loss", "g_loss"):
+        assert seen[(tag, "simple_value")] == steps
+    assert seen[("z", "histo")] == steps
 
 
 def test_bfloat16_step(tmp_path):
@@ -211,6 +234,7 @@ def cli(capsys, *argv):
         ("train_size", "--train_size 2 is smaller than one batch of 4"),
         ("epoch", "argument --epoch: must be at least 1, got 0"),
         ("precision", "argument --precision: invalid choice: 'half'"),
+        ("summary_every", "argument --summary_every/--summary-every: must be at least 1, got 0"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, case, expected):
@@ -219,7 +243,7 @@ def test_cli_errors(tmp_path, capsys, case, expected):
     (tmp_path / "empty").mkdir()
     folder = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "few": tmp_path / "few"}.get(case, tmp_path / "ok")
     extra = {"size": ["--image_size", 12], "train_size": ["--train_size", 2], "epoch": ["--epoch", 0],
-             "precision": ["--precision", "half"]}.get(case, [])
+             "precision": ["--precision", "half"], "summary_every": ["--summary_every", 0]}.get(case, [])
     code, err = cli(capsys, "--dataset", folder, "--batch_size", 4, "--image_size", 8,
                     "--checkpoint_dir", tmp_path / "ck", *extra)
     assert code == 2

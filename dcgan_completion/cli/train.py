@@ -2,7 +2,8 @@
 
     train-dcgan --dataset data/aligned --epoch 20
 
-The original's flags and defaults, plus --seed, --log_dir, --precision, --strategy.
+The original's flags and defaults, plus --seed, --log_dir, --summary_every, --precision,
+--strategy.
 Run the same command again to resume from the newest checkpoint.
 """
 import argparse
@@ -64,6 +65,8 @@ def build_parser():
     p.add_argument("--checkpoint_dir", "--checkpoint-dir", default="checkpoint", help="checkpoints, resumed from (default checkpoint)")
     p.add_argument("--sample_dir", "--sample-dir", default="samples", help="sample grids (default samples)")
     p.add_argument("--log_dir", "--log-dir", default="logs", help="TensorBoard logs (default logs)")
+    p.add_argument("--summary_every", "--summary-every", type=_positive_int, default=10, metavar="N",
+                   help="write the TensorBoard summaries every N steps (default 10; 1: every step, as the original)")
     p.add_argument("--seed", type=_seed, default=None, help="random seed (default: a random one, kept in the checkpoint)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], default="auto",
                    help="auto: mixed_bfloat16 where the hardware supports it natively, else float32")
@@ -85,7 +88,7 @@ def _train(args):
         args.dataset, epochs=args.epoch, learning_rate=args.learning_rate, beta1=args.beta1,
         train_size=args.train_size, batch_size=args.batch_size, image_size=args.image_size, is_crop=args.is_crop,
         checkpoint_dir=args.checkpoint_dir, sample_dir=args.sample_dir, log_dir=args.log_dir,
-        seed=args.seed, strategy=args.strategy,
+        summary_every=args.summary_every, seed=args.seed, strategy=args.strategy,
         precision=None if args.precision == "auto" else args.precision,
     )
     if summary["checkpoint"]:
