@@ -8,13 +8,18 @@ then two Adam updates of G with the same z (the original's trick "so that d_loss
 not go to zero"). The losses shown are the ones these updates computed; the original's
 three extra forward passes to print them are gone.
 
+`train` in pieces: the devices and precision (`_set_up_devices`), where training stands
+(`Position`, from a checkpoint or the original's TF1 one: `_resume`), the compiled step
+(`_compiled_step`) in a short loop (`_run`), and the periodic events around it (samples,
+checkpoints, summaries, the progress bar: Keras callbacks in training_hooks.py).
+
 Everything random is a function of the seed and the position in training: the image
 order of epoch e (see data.py), z of step s = Uniform(-1, 1) seeded by (seed, s), and
 the initial weights. So a run interrupted and resumed from its checkpoint ends with
 the same weights as a run that was never interrupted.
 """
+import dataclasses
 import secrets
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -25,8 +30,10 @@ from tqdm.auto import tqdm
 
 from . import checkpoints, data, tf1_checkpoint
 from .errors import InputError, ignore_sigint
-from .images import check_output_folder, image_grid, save_grid, to_uint8
+from .images import check_output_folder
 from .networks import Z_DIM, build_discriminator, build_generator, num_upsamplings
+from .training_hooks import (Checkpoints, ProgressBar, SampleGrids, Summaries, finite, remove_unfinished_saves,
+                             write_summary)
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -99,35 +106,10 @@ class DCGAN(keras.Model):
         # The original's summaries; no-ops unless a default summary writer is set.
         losses = {"d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "d_loss": d_loss, "g_loss": g_loss}
         for name, values in [("z", z), ("d", d_real), ("d_", d_fake)]:
-            write_summary(tf.raw_ops.HistogramSummary(tag=name, values=_finite(values)))
+            write_summary(tf.raw_ops.HistogramSummary(tag=name, values=finite(values)))
         for name, value in losses.items():
             write_summary(tf.raw_ops.ScalarSummary(tags=name, values=value))
         return losses
-
-
-def write_summary(serialized):
-    """Write a serialized tf.Summary to the default writer, if summaries are recorded.
-
-    TensorFlow's own summary ops (TensorBoard reads them), so that logging needs no
-    TensorBoard package; `tf.summary.histogram` and friends come with it.
-    """
-    tf.summary.experimental.write_raw_pb(serialized)
-
-
-def _image_summary(tag, image):
-    """A serialized tf.Summary holding one uint8 HxWx3 image."""
-    height, width, channels = image.shape
-    png = tf.io.encode_png(image).numpy()
-    value = tf.compat.v1.Summary.Value(
-        tag=tag, image=tf.compat.v1.Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png)
-    )
-    return tf.compat.v1.Summary(value=[value]).SerializeToString()
-
-
-def _finite(values):
-    # A histogram of a NaN fails; training that diverged should still be logged.
-    values = tf.reshape(tf.cast(values, tf.float32), [-1])
-    return tf.boolean_mask(values, tf.math.is_finite(values))
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -223,23 +205,139 @@ def sample_z_of(seed, z_dim=Z_DIM):
     return tf.random.stateless_uniform([SAMPLE_COUNT, z_dim], [seed, -1], -1.0, 1.0, alg=_Z_ALG)
 
 
-# ---------------------------------------------------------------------------- training
+# ---------------------------------------------------------------------------- settings
 
 
-def _check_settings(precision, epochs, batch_size, image_size, learning_rate, beta1, train_size):
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    for name, value in [("epoch", epochs), ("batch_size", batch_size), ("image_size", image_size)]:
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How `train` trains: the original's flags and defaults, plus this project's.
+
+    `precision` None picks `default_precision()`; `strategy` is a name for
+    `make_strategy` or a tf.distribute.Strategy; `max_steps` stops (with a checkpoint)
+    once training reaches that step; `seed` None draws one (a resumed run keeps its
+    checkpoint's). Samples, checkpoints and summaries come every `sample_every`,
+    `checkpoint_every` and `summary_every` steps.
+    """
+
+    epochs: int = 25
+    learning_rate: float = 0.0002
+    beta1: float = 0.5
+    train_size: int | None = None
+    batch_size: int = 64
+    image_size: int = 64
+    checkpoint_dir: str | Path = "checkpoint"
+    sample_dir: str | Path = "samples"
+    log_dir: str | Path = "logs"
+    seed: int | None = None
+    precision: str | None = None
+    strategy: str | tf.distribute.Strategy = "default"
+    is_crop: bool = False
+    z_dim: int = Z_DIM
+    gf_dim: int = 64
+    df_dim: int = 64
+    sample_every: int = 100
+    checkpoint_every: int = 500
+    summary_every: int = 10
+    max_steps: int | None = None
+    progress: bool = True
+
+    @property
+    def network(self):
+        """The sizes of the networks, which a checkpoint resumed from must share."""
+        return {"image_size": self.image_size, "z_dim": self.z_dim, "gf_dim": self.gf_dim, "df_dim": self.df_dim}
+
+
+def _check_settings(s):
+    if s.precision not in PRECISIONS:
+        raise InputError(f"unknown precision {s.precision!r}: use one of {', '.join(PRECISIONS)}")
+    whole = [("epoch", s.epochs), ("batch_size", s.batch_size), ("image_size", s.image_size),
+             ("sample_every", s.sample_every), ("checkpoint_every", s.checkpoint_every),
+             ("summary_every", s.summary_every)]
+    for name, value in whole:
         if not isinstance(value, int) or value < 1:
             raise InputError(f"--{name} must be a positive whole number, got {value!r}")
     try:
-        num_upsamplings(image_size)
+        num_upsamplings(s.image_size)
     except ValueError as e:
         raise InputError(str(e)) from None
-    if not learning_rate > 0 or not 0 <= beta1 < 1:
-        raise InputError(f"need --learning_rate > 0 and 0 <= --beta1 < 1, got {learning_rate} and {beta1}")
-    if train_size is not None and train_size < batch_size:
-        raise InputError(f"--train_size {train_size} is smaller than one batch of {batch_size}")
+    if not s.learning_rate > 0 or not 0 <= s.beta1 < 1:
+        raise InputError(f"need --learning_rate > 0 and 0 <= --beta1 < 1, got {s.learning_rate} and {s.beta1}")
+    if s.train_size is not None and s.train_size < s.batch_size:
+        raise InputError(f"--train_size {s.train_size} is smaller than one batch of {s.batch_size}")
+
+
+def _check_multiworker_seed(strategy, seed, checkpoint_dir):
+    # Every worker reads the whole folder and keeps its share of each batch, which
+    # partitions the data only if all of them shuffle with the same seed. They start
+    # before any collective can carry the chief's seed to the others, so the seed is
+    # the user's, the same on every worker; a resumed run takes the checkpoint's.
+    multiworker = strategy == "multiworker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if seed is not None or not multiworker:
+        return
+    if Path(checkpoint_dir).is_dir() and checkpoints.latest_checkpoint(checkpoint_dir) is not None:
+        return
+    raise InputError("--strategy multiworker needs --seed: give every worker the same --seed "
+                     "(e.g. --seed 1), so that they shuffle the data alike and share it out")
+
+
+def _set_up_devices(settings):
+    """(settings with the precision chosen, the tf.distribute strategy), checked."""
+    settings = dataclasses.replace(settings, precision=settings.precision or default_precision())
+    _check_settings(settings)
+    _check_multiworker_seed(settings.strategy, settings.seed, settings.checkpoint_dir)
+    strategy = make_strategy(settings.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if settings.batch_size % replicas:
+        raise InputError(f"--batch_size {settings.batch_size} must be a multiple of the {replicas} devices "
+                         "training together")
+    return settings, strategy
+
+
+# ---------------------------------------------------------------------------- where training stands
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where training stands: `step` updates are done, and the next one is batch `batch`
+    of epoch `epoch` (both counted from 0), of `per_epoch` batches an epoch."""
+
+    step: int
+    epoch: int
+    batch: int
+    per_epoch: int
+
+    @classmethod
+    def from_state(cls, state, per_epoch):
+        """From the step, epoch and position kept in a checkpoint."""
+        step, epoch, batch = (int(state[k].numpy()) for k in ("step", "epoch", "position"))
+        if batch >= per_epoch:  # fewer images than when the checkpoint was written
+            epoch, batch = epoch + 1, 0
+        return cls(step, epoch, batch, per_epoch)
+
+    def at(self, step):
+        """(epoch, batch) of the step-th update."""
+        offset = self.batch + (step - 1 - self.step)
+        return self.epoch + offset // self.per_epoch, offset % self.per_epoch
+
+    def last_step(self, epochs, max_steps=None):
+        """The step that ends epoch `epochs`, or `max_steps` if that comes first."""
+        last = self.step + (epochs - self.epoch) * self.per_epoch - self.batch
+        return last if max_steps is None else min(last, max_steps)
+
+
+def _training_state(seed, z_dim):
+    """Where training stands, kept in the checkpoint beside the networks and optimizers."""
+
+    def counter(value):
+        return tf.Variable(value, dtype=tf.int64, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    return {
+        "step": counter(0),  # updates done
+        "epoch": counter(0),  # of the next update
+        "position": counter(0),  # batch within that epoch
+        "seed": counter(seed),
+        "sample_z": tf.Variable(sample_z_of(seed, z_dim)),
+    }
 
 
 def _checkpoint_to_resume(checkpoint_dir, config):
@@ -271,235 +369,193 @@ def _keep_tf1_checkpoint(checkpoint_dir, prefix):
     )
 
 
-def _training_state(seed, z_dim):
-    """Where training stands, kept in the checkpoint beside the networks and optimizers."""
-
-    def counter(value):
-        return tf.Variable(value, dtype=tf.int64, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-    return {
-        "step": counter(0),  # updates done
-        "epoch": counter(0),  # of the next update
-        "position": counter(0),  # batch within that epoch
-        "seed": counter(seed),
-        "sample_z": tf.Variable(sample_z_of(seed, z_dim)),
-    }
+def _build(settings, strategy, seed):
+    """The compiled DCGAN and a fresh training state, on the strategy's devices."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)  # the initial weights (process-wide: see train)
+    with strategy.scope():
+        model = build_dcgan(settings.image_size, settings.z_dim, settings.gf_dim, settings.df_dim, settings.precision,
+                            settings.learning_rate, settings.beta1)
+        state = _training_state(seed or 0, settings.z_dim)
+    return model, state
 
 
-def _distributed_batches(strategy, files, image_size, batch_size, seed, train_size, epoch, position, epochs, is_crop, step, z_dim):
-    images = data.image_batches(files, image_size, batch_size, seed, train_size, epoch, position, epochs, is_crop)
-    batches = tf.data.Dataset.zip((images, z_batches(seed, step + 1, batch_size, z_dim))).prefetch(tf.data.AUTOTUNE)
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """A run's model and the checkpoint (prefix, None for a new run) it starts from."""
+
+    model: DCGAN
+    state: dict
+    checkpoint: tf.train.Checkpoint
+    prefix: str | None
+    from_tf1: bool
+    seed: int
+    position: Position
+
+
+def _resume(settings, strategy, per_epoch):
+    """The model where training stands: restored from the newest checkpoint in
+    `checkpoint_dir`, started from the original's TF1 checkpoint there, or new."""
+    prefix, from_tf1 = _checkpoint_to_resume(settings.checkpoint_dir, settings.network)
+    seed = settings.seed
+    if seed is None and (prefix is None or from_tf1):
+        seed = secrets.randbelow(2**31)
+    model, state = _build(settings, strategy, seed)
+    checkpoint = checkpoints.training_checkpoint(model.generator, model.discriminator, model.d_optimizer,
+                                                 model.g_optimizer, **state)
+    if from_tf1:
+        # The original's weights; its step counter goes on, its epochs start again at 0
+        # (as the original's did), and Adam starts afresh (TF1 checkpoints carry none of ours).
+        tf1_checkpoint.load_tf1_weights(prefix, model.generator, model.discriminator)
+        state["step"].assign(tf1_checkpoint.tf1_checkpoint_step(prefix))
+    if _is_chief(strategy):
+        if from_tf1:
+            _keep_tf1_checkpoint(settings.checkpoint_dir, prefix)
+        remove_unfinished_saves(settings.checkpoint_dir)
+    if prefix is not None and not from_tf1:
+        checkpoints.restore(checkpoint, prefix)
+        kept = int(state["seed"].numpy())
+        if seed is not None and seed != kept:
+            warnings.warn(f"resuming {prefix}: keeping its seed {kept}, not {seed}", stacklevel=3)
+        seed = kept
+    return _Start(model, state, checkpoint, prefix, from_tf1, seed, Position.from_state(state, per_epoch))
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def _distributed_batches(strategy, files, settings, seed, position):
+    """(images, z) of the steps after `position`, each device's share of each batch."""
+    s = settings
+    images = data.image_batches(files, s.image_size, s.batch_size, seed, s.train_size, position.epoch,
+                                position.batch, s.epochs, s.is_crop)
+    z = z_batches(seed, position.step + 1, s.batch_size, s.z_dim)
+    batches = tf.data.Dataset.zip((images, z)).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     # Each worker of a multi-worker run builds the same stream and keeps its share.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
 
 
-def _check_multiworker_seed(strategy, seed, checkpoint_dir):
-    # Every worker reads the whole folder and keeps its share of each batch, which
-    # partitions the data only if all of them shuffle with the same seed. They start
-    # before any collective can carry the chief's seed to the others, so the seed is
-    # the user's, the same on every worker; a resumed run takes the checkpoint's.
-    multiworker = strategy == "multiworker" or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if seed is not None or not multiworker:
-        return
-    if Path(checkpoint_dir).is_dir() and checkpoints.latest_checkpoint(checkpoint_dir) is not None:
-        return
-    raise InputError("--strategy multiworker needs --seed: give every worker the same --seed "
-                     "(e.g. --seed 1), so that they shuffle the data alike and share it out")
+def _compiled_step(model, strategy, step):
+    """One update on the next batch, on every device, with the step counter advanced in
+    the same graph (so that a checkpoint's step always matches its weights)."""
+
+    @tf.function
+    def train_function(batches):
+        step.assign_add(1)
+        losses = strategy.run(model.train_step, args=(next(batches),))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in losses.items()}
+
+    return train_function
 
 
-def _remove_unfinished_saves(checkpoint_dir):
-    """Remove the `DCGAN.model-N_temp` folders of saves that were interrupted or failed."""
-    for folder in Path(checkpoint_dir).glob(f"{checkpoints.CHECKPOINT_NAME}-*_temp"):
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+def _hooks(settings, start, strategy, last_step):
+    """The periodic events of a run, in the order they come after a step; the
+    Checkpoints hook last."""
+    chief, position = _is_chief(strategy), start.position
+    hooks = [Summaries(settings.log_dir, start.state["step"], settings.summary_every, chief),
+             ProgressBar(position, last_step, settings.epochs, settings.progress)]
+    if chief:
+        hooks.append(SampleGrids(start.model.generator, start.state["sample_z"], settings.sample_dir,
+                                 settings.sample_every, position, last_step))
+    worker = None if chief else strategy.cluster_resolver.task_id
+    hooks.append(Checkpoints(start.checkpoint, start.state, position, settings.checkpoint_every,
+                             settings.checkpoint_dir, worker))
+    return hooks
 
 
-def _write_sample(generator, sample_z, path):
-    """The grid of G(sample_z), batch norm in inference mode, as a PNG and an image summary."""
-    samples = generator(sample_z, training=False).numpy()
-    save_grid(path, samples)
-    with tf.summary.record_if(True):
-        write_summary(_image_summary("G", image_grid(to_uint8(samples))))
+def _each(hooks, event, *args):
+    for hook in hooks:
+        getattr(hook, event)(*args)
 
 
-def train(
-    dataset,
-    epochs=25,
-    learning_rate=0.0002,
-    beta1=0.5,
-    train_size=None,
-    batch_size=64,
-    image_size=64,
-    checkpoint_dir="checkpoint",
-    sample_dir="samples",
-    log_dir="logs",
-    seed=None,
-    precision=None,
-    strategy="default",
-    is_crop=False,
-    z_dim=Z_DIM,
-    gf_dim=64,
-    df_dim=64,
-    sample_every=100,
-    checkpoint_every=500,
-    summary_every=10,
-    max_steps=None,
-    progress=True,
-):
+def _run(start, settings, strategy, files, last_step, say):
+    """Steps start.position.step + 1 .. last_step, each the compiled update and then the
+    hooks; a checkpoint at the end, and on Ctrl-C before the KeyboardInterrupt goes on.
+
+    Returns {"checkpoint", "seconds", "images_per_second"}; the rate leaves out the first
+    step, which builds the graph.
+    """
+    hooks = _hooks(settings, start, strategy, last_step)
+    saver = hooks[-1]
+    train_function = _compiled_step(start.model, strategy, start.state["step"])
+    batches = _distributed_batches(strategy, files, settings, start.seed, start.position)
+    restore_sigint = lambda: None  # noqa: E731
+    started, timed_from = time.perf_counter(), None
+    try:
+        _each(hooks, "on_train_begin")
+        for step in range(start.position.step + 1, last_step + 1):
+            _each(hooks, "on_train_batch_begin", step)
+            logs = train_function(batches)
+            timed_from = timed_from or (time.perf_counter(), step)
+            _each(hooks, "on_train_batch_end", step, logs)
+        ended = time.perf_counter()
+        checkpoint = str(Path(settings.checkpoint_dir) / Path(saver.save()).name)  # the chief's copy
+    except KeyboardInterrupt:
+        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the save
+        say(f"interrupted: saved {saver.save()}; run the same command again to go on")
+        raise
+    finally:
+        _each(hooks, "on_train_end")  # however the run ended: bars and writers are closed
+        # Stop the input pipeline's threads now: an interrupted run's traceback keeps this
+        # frame alive into interpreter shutdown, where tearing them down can hang.
+        batches = None  # noqa: F841
+        restore_sigint()
+    steps_timed = last_step - timed_from[1]
+    rate = steps_timed * settings.batch_size / (ended - timed_from[0]) if steps_timed else None
+    return {"checkpoint": checkpoint, "seconds": ended - started, "images_per_second": rate}
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def _announce(say, start, settings, last_step, num_files, replicas):
+    position, prefix = start.position, start.prefix
+    if prefix is not None:
+        kind = " (the original's TF1 checkpoint)" if start.from_tf1 else ""
+        say(f"resuming from {prefix}{kind}: epoch {position.epoch + 1}, batch {position.batch}, step {position.step}")
+    if last_step <= position.step:
+        say(f"nothing to do: {prefix} has done {min(position.epoch, settings.epochs)} of {settings.epochs} "
+            f"epochs (step {position.step})")
+    else:
+        say(f"training on {num_files} images ({position.per_epoch} batches of {settings.batch_size} per epoch), "
+            f"{settings.precision}, {replicas} device{'s' if replicas > 1 else ''}, seed {start.seed}")
+
+
+def train(dataset, *, settings=None, **changes):
     """Train a DCGAN on the images of folder `dataset`, resuming from `checkpoint_dir`.
+
+    The settings are TrainSettings' fields, as keywords (`train(folder, epochs=20,
+    seed=1)`) or as `settings=TrainSettings(...)`, which keywords override.
 
     Writes sample grids `sample_dir/train_{epoch:02d}_{batch:04d}.png` every
     `sample_every` steps, a checkpoint `checkpoint_dir/DCGAN.model-{step}` every
     `checkpoint_every` steps, at the end of each epoch and on Ctrl-C (only the newest
     is kept), and TensorBoard summaries under `log_dir` every `summary_every` steps.
-    `precision` None picks `default_precision()`; `strategy` is a name for
-    `make_strategy` or a tf.distribute.Strategy. `max_steps` stops (with a checkpoint)
-    once training reaches that step. The seed of a resumed run is the checkpoint's.
+
+    A new run seeds the process's random generators (Python's, NumPy's, TensorFlow's and
+    Keras', with keras.utils.set_random_seed) with its seed to draw the initial weights,
+    and leaves them seeded. The Keras dtype policy is not changed: each layer is given
+    the precision.
 
     Returns a summary: {"step", "epoch", "checkpoint", "steps_run", "seconds",
     "images_per_second"} (the rate leaves out the run's first step, which builds the graph).
     """
-    precision = precision or default_precision()
-    _check_settings(precision, epochs, batch_size, image_size, learning_rate, beta1, train_size)
-    _check_multiworker_seed(strategy, seed, checkpoint_dir)
-    strategy = make_strategy(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if batch_size % replicas:
-        raise InputError(f"--batch_size {batch_size} must be a multiple of the {replicas} devices training together")
-    files = data.dataset_files(dataset, batch_size)
-    for flag, folder in [("--checkpoint_dir", checkpoint_dir), ("--sample_dir", sample_dir), ("--log_dir", log_dir)]:
+    settings, strategy = _set_up_devices(dataclasses.replace(settings or TrainSettings(), **changes))
+    files = data.dataset_files(dataset, settings.batch_size)
+    for flag, folder in [("--checkpoint_dir", settings.checkpoint_dir), ("--sample_dir", settings.sample_dir),
+                         ("--log_dir", settings.log_dir)]:
         check_output_folder(folder, flag)
-    per_epoch = data.steps_per_epoch(len(files), batch_size, train_size)
-    config = {"image_size": image_size, "z_dim": z_dim, "gf_dim": gf_dim, "df_dim": df_dim}
-    prefix, from_tf1 = _checkpoint_to_resume(checkpoint_dir, config)
-    if seed is None and (prefix is None or from_tf1):
-        seed = secrets.randbelow(2**31)
-    if seed is not None:
-        keras.utils.set_random_seed(seed)  # the initial weights
-
-    with strategy.scope():
-        model = build_dcgan(image_size, z_dim, gf_dim, df_dim, precision, learning_rate, beta1)
-        state = _training_state(seed or 0, z_dim)
-    generator = model.generator
-    checkpoint = checkpoints.training_checkpoint(generator, model.discriminator, model.d_optimizer, model.g_optimizer, **state)
-    chief = _is_chief(strategy)
-    if from_tf1:
-        # The original's weights; its step counter goes on, its epochs start again at 0
-        # (as the original's did), and Adam starts afresh (TF1 checkpoints carry none of ours).
-        tf1_checkpoint.load_tf1_weights(prefix, generator, model.discriminator)
-        state["step"].assign(tf1_checkpoint.tf1_checkpoint_step(prefix))
-        if chief:
-            _keep_tf1_checkpoint(checkpoint_dir, prefix)
-    # Every worker saves (saving is collective); only the chief's copy is kept.
-    save_dir = Path(checkpoint_dir) if chief else Path(checkpoint_dir) / f".worker-{strategy.cluster_resolver.task_id}"
-    if chief:
-        _remove_unfinished_saves(checkpoint_dir)
-    manager = checkpoints.checkpoint_manager(checkpoint, save_dir)
-    if prefix is not None and not from_tf1:
-        checkpoints.restore(checkpoint, prefix)
-        if seed is not None and seed != int(state["seed"].numpy()):
-            warnings.warn(f"resuming {prefix}: keeping its seed {int(state['seed'].numpy())}, not {seed}", stacklevel=2)
-        seed = int(state["seed"].numpy())
-
-    start_step, epoch, position = (int(state[k].numpy()) for k in ("step", "epoch", "position"))
-    if position >= per_epoch:  # fewer images than when the checkpoint was written
-        epoch, position = epoch + 1, 0
-    last_step = start_step + (epochs - epoch) * per_epoch - position
-    if max_steps is not None:
-        last_step = min(last_step, max_steps)
-    summary = {"step": start_step, "epoch": epoch, "checkpoint": prefix, "steps_run": 0, "seconds": 0.0,
-               "images_per_second": None}
-    say = tqdm.write if progress else (lambda message: None)
-    if prefix is not None:
-        kind = " (the original's TF1 checkpoint)" if from_tf1 else ""
-        say(f"resuming from {prefix}{kind}: epoch {epoch + 1}, batch {position}, step {start_step}")
-    if last_step <= start_step:
-        say(f"nothing to do: {prefix} has done {min(epoch, epochs)} of {epochs} epochs (step {start_step})")
+    start = _resume(settings, strategy, data.steps_per_epoch(len(files), settings.batch_size, settings.train_size))
+    position = start.position
+    last_step = position.last_step(settings.epochs, settings.max_steps)
+    say = tqdm.write if settings.progress else (lambda message: None)
+    _announce(say, start, settings, last_step, len(files), strategy.num_replicas_in_sync)
+    summary = {"step": position.step, "epoch": position.epoch, "checkpoint": start.prefix, "steps_run": 0,
+               "seconds": 0.0, "images_per_second": None}
+    if last_step <= position.step:
         return summary
-    say(f"training on {len(files)} images ({per_epoch} batches of {batch_size} per epoch), "
-        f"{precision}, {replicas} device{'s' if replicas > 1 else ''}, seed {seed}")
-
-    iterator = _distributed_batches(
-        strategy, files, image_size, batch_size, seed, train_size, epoch, position, epochs, is_crop, start_step, z_dim
-    )
-    step_var = state["step"]
-
-    @tf.function
-    def train_function(iterator):
-        step_var.assign_add(1)
-        losses = strategy.run(model.train_step, args=(next(iterator),))
-        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in losses.items()}
-
-    def where(step):
-        """(epoch, batch) of the step-th update."""
-        offset = position + (step - 1 - start_step)
-        return epoch + offset // per_epoch, offset % per_epoch
-
-    def save():
-        # From the step counter, which the graph updates with the weights: consistent
-        # even when Ctrl-C arrives between a step and the bookkeeping after it.
-        step = int(step_var.numpy())
-        if manager.latest_checkpoint and manager.latest_checkpoint.endswith(f"-{step}"):
-            return manager.latest_checkpoint
-        next_epoch, next_position = where(step + 1)
-        state["epoch"].assign(next_epoch)
-        state["position"].assign(next_position)
-        try:
-            return manager.save(checkpoint_number=step)
-        except (OSError, tf.errors.OpError) as e:  # a full disk, mostly
-            _remove_unfinished_saves(save_dir)
-            kept = f"{manager.latest_checkpoint} is kept" if manager.latest_checkpoint else "no checkpoint was kept"
-            reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
-            raise InputError(f"cannot write the checkpoint of step {step} in {save_dir} "
-                             f"({reason.splitlines()[0]}); {kept}: free some space and run the same "
-                             "command again") from None
-
-    writer = tf.summary.create_file_writer(str(log_dir)) if chief else tf.summary.create_noop_writer()
-    bar = None
-    restore_sigint = lambda: None  # noqa: E731
-    started = time.perf_counter()
-    timed_from = None
-    try:
-        with writer.as_default(step=step_var), tf.summary.record_if(lambda: step_var % summary_every == 0):
-            for step in range(start_step + 1, last_step + 1):
-                batch_epoch, batch = where(step)
-                if bar is None or batch == 0:
-                    if bar is not None:
-                        bar.close()
-                    bar = tqdm(total=per_epoch, initial=batch, desc=f"epoch {batch_epoch + 1}/{epochs}",
-                               unit="batch", disable=not progress)
-                losses = train_function(iterator)
-                timed_from = timed_from or (time.perf_counter(), step)
-                bar.update(1)
-                if step % 10 == 0 or batch + 1 == per_epoch or step == last_step:
-                    bar.set_postfix(d_loss=f"{float(losses['d_loss']):.4f}", g_loss=f"{float(losses['g_loss']):.4f}")
-                # Also at a run's first step and last, so that a short run shows its samples
-                # (the original wrote its first grid at step 1).
-                if (step % sample_every == 0 or step in (start_step + 1, last_step)) and chief:
-                    _write_sample(generator, state["sample_z"], Path(sample_dir) / f"train_{batch_epoch:02d}_{batch:04d}.png")
-                if step % checkpoint_every == 0 or batch + 1 == per_epoch:
-                    save()
-        ended = time.perf_counter()
-        summary["checkpoint"] = str(Path(checkpoint_dir) / Path(save()).name)  # the chief's copy
-    except KeyboardInterrupt:
-        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the save
-        say(f"interrupted: saved {save()}; run the same command again to go on")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        writer.close()
-        # Stop the input pipeline's threads now: an interrupted run's traceback keeps this
-        # frame alive into interpreter shutdown, where tearing them down can hang.
-        iterator = None  # noqa: F841
-        if not chief:
-            shutil.rmtree(save_dir, ignore_errors=True)
-        restore_sigint()
-
-    step = int(step_var.numpy())
-    if step > timed_from[1]:
-        summary["images_per_second"] = (step - timed_from[1]) * batch_size / (ended - timed_from[0])
-    summary.update(step=step, epoch=where(step + 1)[0], steps_run=step - start_step, seconds=ended - started)
-    return summary
+    summary.update(_run(start, settings, strategy, files, last_step, say))
+    step = int(start.state["step"].numpy())
+    return {**summary, "step": step, "epoch": position.at(step + 1)[0], "steps_run": step - position.step}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcgan_completion import checkpoints, training
+from dcgan_completion import checkpoints, training, training_hooks
 from dcgan_completion.cli.train import main
 from dcgan_completion.errors import InputError
 
@@ -126,7 +127,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch)
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_grid", interrupt)
+    monkeypatch.setattr(training_hooks, "save_grid", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "interrupted", data, epochs=2, seed=3, sample_every=2)
     assert checkpoints.latest_checkpoint(tmp_path / "interrupted" / "checkpoint").endswith("DCGAN.model-1")
@@ -165,15 +166,21 @@ def test_training_goes_on_from_the_originals_tf1_checkpoint(tmp_path):
     assert again["step"] == 9 and Path(f"{tf1_prefix}.index").exists()
 
 
-def test_tensorboard_summaries(tmp_path):
-    data = noise_folder(tmp_path / "data", count=8)
-    run(tmp_path, data, epochs=2, seed=1, sample_every=3, summary_every=2)  # 4 steps
+def summary_steps(log_dir):
+    """{(tag, kind of value): [steps]} of the TensorBoard event files in log_dir."""
     seen = {}
-    for f in (tmp_path / "logs").glob("events.out.tfevents.*"):
+    for f in sorted(Path(log_dir).glob("events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(str(f)):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for v in event.summary.value:
                 seen.setdefault((v.tag, v.WhichOneof("value")), []).append(event.step)
+    return seen
+
+
+def test_tensorboard_summaries(tmp_path):
+    data = noise_folder(tmp_path / "data", count=8)
+    run(tmp_path, data, epochs=2, seed=1, sample_every=3, summary_every=2)  # 4 steps
+    seen = summary_steps(tmp_path / "logs")
     for tag in ("d_loss_real", "d_loss_fake", "d_loss", "g_loss"):
         assert seen[(tag, "simple_value")] == [2, 4]
     for tag in ("z", "d", "d_"):
@@ -181,17 +188,38 @@ def test_tensorboard_summaries(tmp_path):
     assert seen[("G", "image")] == [1, 3, 4]  # the first step, every 3rd, the last
 
 
+@pytest.mark.parametrize("flag, steps", [
+    ([], [10]),  # the default: every 10 steps
+    (["--summary_every", 3], [3, 6, 9]),
+    (["--summary_every", 1], list(range(1, 11))),  # the original's: every step
+])
+def test_cli_summary_every(tmp_path, capsys, flag, steps):
+    data = noise_folder(tmp_path / "data", count=8)  # 2 batches of 4 an epoch: 10 steps in 5 epochs
+    main([str(a) for a in ["--dataset", data, "--batch_size", 4, "--image_size", 8, "--epoch", 5, "--seed", 1,
+                           "--precision", "float32", "--checkpoint_dir", tmp_path / "checkpoint",
+                           "--sample_dir", tmp_path / "samples", "--log_dir", tmp_path / "logs", *flag]])
+    assert capsys.readouterr().out.splitlines()[-1] == f"step 10: {tmp_path / 'checkpoint' / 'DCGAN.model-10'}"
+    seen = summary_steps(tmp_path / "logs")
+    for tag in ("d_loss", "g_loss"):
+        assert seen[(tag, "simple_value")] == steps
+    assert seen[("z", "histo")] == steps
+
+
 def test_bfloat16_step(tmp_path):
     data = noise_folder(tmp_path / "data", count=4)
+    policy = keras.config.dtype_policy().name
     summary = run(tmp_path, data, epochs=1, seed=1, precision="mixed_bfloat16")
     assert summary["step"] == 1
+    assert keras.config.dtype_policy().name == policy  # each layer is given the precision, not the process
     generator, _ = checkpoints.load_models(tmp_path / "checkpoint")
     assert generator.get_layer("g_h0_lin").kernel.dtype == "float32"
 
 
 def cli(capsys, *argv):
+    showwarning = warnings.showwarning
     with pytest.raises(SystemExit) as exit:
         main([str(a) for a in argv])
+    assert warnings.showwarning is showwarning  # the tool's one-line warnings end with it
     err = capsys.readouterr().err.strip()
     return exit.value.code, err
 
@@ -206,6 +234,7 @@ def cli(capsys, *argv):
         ("train_size", "--train_size 2 is smaller than one batch of 4"),
         ("epoch", "argument --epoch: must be at least 1, got 0"),
         ("precision", "argument --precision: invalid choice: 'half'"),
+        ("summary_every", "argument --summary_every/--summary-every: must be at least 1, got 0"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, case, expected):
@@ -214,7 +243,7 @@ def test_cli_errors(tmp_path, capsys, case, expected):
     (tmp_path / "empty").mkdir()
     folder = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "few": tmp_path / "few"}.get(case, tmp_path / "ok")
     extra = {"size": ["--image_size", 12], "train_size": ["--train_size", 2], "epoch": ["--epoch", 0],
-             "precision": ["--precision", "half"]}.get(case, [])
+             "precision": ["--precision", "half"], "summary_every": ["--summary_every", 0]}.get(case, [])
     code, err = cli(capsys, "--dataset", folder, "--batch_size", 4, "--image_size", 8,
                     "--checkpoint_dir", tmp_path / "ck", *extra)
     assert code == 2
@@ -223,6 +252,17 @@ def test_cli_errors(tmp_path, capsys, case, expected):
     if not err.startswith("usage:"):
         assert len(err.splitlines()) == 1, err
     assert not (tmp_path / "ck").exists()
+
+
+def test_cli_warnings_are_one_line_each(tmp_path, capsys):
+    data = noise_folder(tmp_path / "data", count=3)
+    (data / "broken.png").write_bytes(b"not an image")
+    code, err = cli(capsys, "--dataset", data, "--batch_size", 4, "--image_size", 8, "--checkpoint_dir", tmp_path / "ck")
+    assert code == 2
+    assert err.splitlines() == [
+        f"train-dcgan: warning: skipping {data / 'broken.png'}: not a readable image",
+        f"train-dcgan: error: {data} holds 3 readable images, fewer than one batch of 4: add images or lower --batch_size",
+    ]
 
 
 def test_cli_refuses_a_checkpoint_of_other_networks(tmp_path, capsys):
@@ -267,7 +307,7 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from dcgan_completion import checkpoints, training
+    from dcgan_completion import checkpoints, training, training_hooks
 
     strategy = training.make_strategy("mirrored")
     out = {"replicas": strategy.num_replicas_in_sync}

@@ -2,7 +2,8 @@
 
     train-dcgan --dataset data/aligned --epoch 20
 
-The original's flags and defaults, plus --seed, --log_dir, --precision, --strategy.
+The original's flags and defaults, plus --seed, --log_dir, --summary_every, --precision,
+--strategy.
 Run the same command again to resume from the newest checkpoint.
 """
 import argparse
@@ -15,34 +16,25 @@ from . import ArgumentParser, import_tensorflow, run
 PROG = "train-dcgan"
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number(kind, rule, holds):
+    """An argparse type: the text as `kind` (int or float), refused unless holds(value)."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not holds(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
+_positive_int = _number(int, "at least 1", lambda value: value >= 1)
+_seed = _number(int, "between 0 and 2**32 - 1", lambda value: 0 <= value < 2**32)
+_positive_float = _number(float, "greater than 0", lambda value: value > 0)
 
 
 def _train_size(text):
@@ -73,6 +65,8 @@ def build_parser():
     p.add_argument("--checkpoint_dir", "--checkpoint-dir", default="checkpoint", help="checkpoints, resumed from (default checkpoint)")
     p.add_argument("--sample_dir", "--sample-dir", default="samples", help="sample grids (default samples)")
     p.add_argument("--log_dir", "--log-dir", default="logs", help="TensorBoard logs (default logs)")
+    p.add_argument("--summary_every", "--summary-every", type=_positive_int, default=10, metavar="N",
+                   help="write the TensorBoard summaries every N steps (default 10; 1: every step, as the original)")
     p.add_argument("--seed", type=_seed, default=None, help="random seed (default: a random one, kept in the checkpoint)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], default="auto",
                    help="auto: mixed_bfloat16 where the hardware supports it natively, else float32")
@@ -86,34 +80,28 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"{PROG}: warning: {message}", file=sys.stderr if file is None else file)
 
 
+def _train(args):
+    import_tensorflow()
+    from ..training import train
+
+    summary = train(
+        args.dataset, epochs=args.epoch, learning_rate=args.learning_rate, beta1=args.beta1,
+        train_size=args.train_size, batch_size=args.batch_size, image_size=args.image_size, is_crop=args.is_crop,
+        checkpoint_dir=args.checkpoint_dir, sample_dir=args.sample_dir, log_dir=args.log_dir,
+        summary_every=args.summary_every, seed=args.seed, strategy=args.strategy,
+        precision=None if args.precision == "auto" else args.precision,
+    )
+    if summary["checkpoint"]:
+        print(f"step {summary['step']}: {summary['checkpoint']}")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _one_line_warning
-
-    def train():
-        import_tensorflow()
-        from ..training import train
-
-        summary = train(
-            args.dataset,
-            epochs=args.epoch,
-            learning_rate=args.learning_rate,
-            beta1=args.beta1,
-            train_size=args.train_size,
-            batch_size=args.batch_size,
-            image_size=args.image_size,
-            checkpoint_dir=args.checkpoint_dir,
-            sample_dir=args.sample_dir,
-            log_dir=args.log_dir,
-            seed=args.seed,
-            precision=None if args.precision == "auto" else args.precision,
-            strategy=args.strategy,
-            is_crop=args.is_crop,
-        )
-        if summary["checkpoint"]:
-            print(f"step {summary['step']}: {summary['checkpoint']}")
-
-    run(PROG, train)
+    # Warnings (a skipped image, a kept seed) as one line each, for this call only:
+    # catch_warnings puts warnings.showwarning back however main ends.
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        run(PROG, _train, args)
 
 
 if __name__ == "__main__":
