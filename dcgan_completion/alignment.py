@@ -332,16 +332,7 @@ def align_folder(
     predictor_path = find_predictor(predictor_path).resolve()
     load_models(predictor_path)  # a bad model file fails here, once, not in every worker
 
-    photos = find_photos(input_dir, exclude=output_dir)
-    names = output_names([p.relative_to(input_dir) for p in photos], ext, flat)
-    outcomes, todo = [], []
-    for photo in photos:
-        target = output_dir / names[photo.relative_to(input_dir)]
-        if target.exists():
-            outcomes.append(FileOutcome(photo, target, "already-done", None, ""))
-        else:
-            todo.append((photo, target))
-
+    outcomes, todo = _already_done(input_dir, output_dir, ext, flat)
     settings = dict(size=size, landmarks=landmarks, skip_multi=skip_multi,
                     predictor_path=predictor_path, upsample=upsample)
     align_one = functools.partial(_align_one, **settings)
@@ -356,6 +347,20 @@ def align_folder(
     if report is not None:
         write_report(report, outcomes)
     return outcomes
+
+
+def _already_done(input_dir, output_dir, ext, flat):
+    """(outcomes of the photos whose output exists, [(photo, output path)] of the others)."""
+    photos = find_photos(input_dir, exclude=output_dir)
+    names = output_names([p.relative_to(input_dir) for p in photos], ext, flat)
+    outcomes, todo = [], []
+    for photo in photos:
+        target = output_dir / names[photo.relative_to(input_dir)]
+        if target.exists():
+            outcomes.append(FileOutcome(photo, target, "already-done", None, ""))
+        else:
+            todo.append((photo, target))
+    return outcomes, todo
 
 
 def _check_jobs(jobs):

@@ -1,4 +1,8 @@
-"""The error every tool reports as one line, without a traceback."""
+"""The error every tool reports as one line, without a traceback, and the checks of
+numbers that the tools' flags and the library share."""
+import math
+import numbers
+import operator
 
 
 class InputError(ValueError):
@@ -20,3 +24,29 @@ def ignore_sigint():
         return lambda: None
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     return lambda: signal.signal(signal.SIGINT, previous)
+
+
+# Bounds of a number: (sign, keyword, test). minimum/maximum are inclusive, above/below exclusive.
+_BOUNDS = ((">=", "minimum", operator.ge), (">", "above", operator.gt),
+           ("<=", "maximum", operator.le), ("<", "below", operator.lt))
+
+
+def within(value, **bounds):
+    """Whether `value` lies within the bounds (minimum=, maximum=, above=, below=); NaN never does."""
+    return value == value and all(test(value, bounds[key]) for _, key, test in _BOUNDS if bounds.get(key) is not None)
+
+
+def describe_bounds(**bounds):
+    """The bounds in words: '>= 0 and < 1'."""
+    return " and ".join(f"{sign} {bounds[key]}" for sign, key, _ in _BOUNDS if bounds.get(key) is not None)
+
+
+def check_number(value, name, kind=float, **bounds):
+    """InputError unless `value` is a finite number (kind=int: an integer) within the bounds."""
+    if kind is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and within(value, **bounds)):
+        what = " ".join(filter(None, ["an integer" if kind is int else "a finite number", describe_bounds(**bounds)]))
+        raise InputError(f"{name} must be {what}, got {value!r}")

@@ -20,7 +20,7 @@ from PIL import Image
 import dcgan_completion
 from dcgan_completion import alignment, checkpoints, data, training
 from dcgan_completion.checkpoints import load_models, named_weights
-from dcgan_completion.cli import align, complete, convert, gif, train
+from dcgan_completion.cli import align, complete, convert, gif, serve, train
 from dcgan_completion.errors import InputError
 from dcgan_completion.images import read_rgb, save_image
 from dcgan_completion.masks import load_mask
@@ -371,8 +371,11 @@ def test_align_faces_on_a_folder_of_non_images_fails(tmp_path, capsys):
 @pytest.mark.parametrize("main, prog, argv, message", [
     (complete.main, "dcgan-complete", ["x.png", "--nIter", "-3"], "argument --nIter/--n-iter: must be >= 0, got -3"),
     (train.main, "train-dcgan", ["--dataset", "d", "--batch_size", "0"], "argument --batch_size/--batch-size: must be"),
-    (align.main, "align-faces", ["in", "out", "--size", "1"], "argument --size: must be at least 8 pixels, got 1"),
+    (align.main, "align-faces", ["in", "out", "--size", "1"], "argument --size: must be >= 8, got 1"),
     (gif.main, "make-gif", ["frames"], "the following arguments are required: -o/--output"),
+    (gif.main, "make-gif", ["frames", "-o", "x.gif", "--delay", "-1"], "argument --delay: must be >= 0, got -1"),
+    (serve.main, "dcgan-serve", ["--port", "70000"], "argument --port: must be >= 0 and <= 65535, got 70000"),
+    (serve.main, "dcgan-serve", ["--max-iter", "many"], "argument --max-iter: expected a whole number, got 'many'"),
     (convert.main, "dcgan-convert", [], "the following arguments are required: TF1_CHECKPOINT, OUT"),
 ])
 def test_flag_errors_are_one_line(capsys, main, prog, argv, message):

@@ -97,8 +97,10 @@ def test_one_batch_writes_the_originals_layout(tmp_path, checkpoint, inputs, cap
     out = tmp_path / "out"
     code, _, err = complete([inputs / "face0.png", inputs / "face1.png", "--checkpointDir", checkpoint,
                              "--imgSize", SIZE, "--nIter", 2, "--outInterval", 50, "--outDir", out,
-                             "--maskType", "lowres", "--weightedContext"], capsys)
+                             "--maskType", "lowres", "--weightedContext", "--approach", "momentum", "--beta1", "0.5"],
+                            capsys)
     assert code == 0
+    assert "dcgan-complete: warning: --beta1 is for --approach adam: ignored with --approach momentum" in err
     for name in ("before.png", "masked.png", "lowres.png", "hats_imgs/0000.png", "hats_imgs/0000.lowres.png",
                  "hats_imgs/0002.png", "completed/0000.png", "completed/0002.png", "logs/hats_01.log",
                  "final/face0.png", "final/face1.png"):
@@ -149,7 +151,7 @@ def error_of(args, capsys):
     (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "file", "--maskFile", t / "black.png"],
      "keeps no pixel"),
     (lambda t, ck, inp: [inp, "--nIter", "-3"], "argument --nIter/--n-iter: must be >= 0, got -3"),
-    (lambda t, ck, inp: [inp, "--lr", "fast"], "argument --lr: expected a float, got 'fast'"),
+    (lambda t, ck, inp: [inp, "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
     (lambda t, ck, inp: [inp, "--momentum", "1"], "argument --momentum: must be >= 0 and < 1, got 1"),
     (lambda t, ck, inp: [inp, "--maskType", "ring"], "argument --maskType/--mask-type: invalid choice"),
     (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "left", "--maskFile", t / "black.png"],

@@ -45,6 +45,27 @@ def import_tensorflow():
     return tf
 
 
+def number(kind=int, minimum=None, maximum=None, *, above=None, below=None):
+    """An argparse `type` for a number of `kind` (int or float) within the bounds:
+    minimum and maximum inclusive, above and below exclusive. number(int, minimum=1),
+    number(float, above=0), number(float, minimum=0, below=1)."""
+    from ..errors import describe_bounds, within
+
+    bounds = dict(minimum=minimum, maximum=maximum, above=above, below=below)
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if not within(value, **bounds):
+            raise argparse.ArgumentTypeError(f"must be {describe_bounds(**bounds)}, got {text}")
+        return value
+
+    return parse
+
+
 def fail(prog, message, code=2):
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(code)
