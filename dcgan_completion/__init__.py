@@ -31,8 +31,9 @@ Images
     load_image, save_image, list_images  read as float [-1, 1], write atomically [images]
     image_grid, save_grid, save_gif      grids and animations [images]
 Checkpoints
-    load_models(checkpoint=None)         (generator, discriminator) from a checkpoint [checkpoints]
-    find_tf1_checkpoint, load_tf1_models, convert_tf1_checkpoint   the original's [tf1_checkpoint]
+    load_models(checkpoint=None)         (generator, discriminator): shipped, ours or TF1 [checkpoints]
+    convert_tf1_checkpoint               the original's checkpoint in this project's format [checkpoints]
+    find_tf1_checkpoint, load_tf1_models reading the original's TF1 checkpoints [tf1_checkpoint]
 Quality measures (no TensorFlow but for SSIM)
     psnr, ssim                           against the truth, per image [metrics]
     face_descriptors                     dlib's 128-D descriptors of aligned faces [metrics]
@@ -88,7 +89,7 @@ _EXPORTS = {
     "load_models": "checkpoints",
     "find_tf1_checkpoint": "tf1_checkpoint",
     "load_tf1_models": "tf1_checkpoint",
-    "convert_tf1_checkpoint": "tf1_checkpoint",
+    "convert_tf1_checkpoint": "checkpoints",
     # quality measures
     "psnr": "metrics",
     "ssim": "metrics",

@@ -1,5 +1,7 @@
 """The error every tool reports as one line, without a traceback, and the checks of
 numbers that the tools' flags and the library share."""
+import contextlib
+import logging
 import math
 import numbers
 import operator
@@ -10,6 +12,27 @@ class InputError(ValueError):
 
     The message says what is wrong and what to do about it.
     """
+
+
+def damaged(what, error):
+    """The message for a checkpoint (`what`) whose data file cannot be read to the end."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+    return (f"{what}: its data file is damaged or incomplete ({reason}): "
+            "give another checkpoint (or copy this one again)")
+
+
+@contextlib.contextmanager
+def quiet_tf_logging():
+    """TensorFlow's Python logger held to errors: reading a garbage `checkpoint` state
+    file logs ParseError warnings, twice per look; the callers fall back on the index
+    files or say themselves what is missing."""
+    logger = logging.getLogger("tensorflow")  # tf.get_logger()'s
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def ignore_sigint():
