@@ -67,14 +67,6 @@ def one_error(main, capsys, prog, *argv):
     return err[0]
 
 
-@pytest.fixture(autouse=True)
-def restore_grappler_options():
-    # dcgan-complete switches grappler's remapper off for its process; keep it to these tests.
-    saved = tf.config.optimizer.get_experimental_options()
-    yield
-    tf.config.optimizer.set_experimental_options({"remapping": saved.get("remapping", True)})
-
-
 @pytest.fixture(scope="module")
 def checkpoint16(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoint")
@@ -324,6 +316,31 @@ def test_a_garbage_checkpoint_state_file_prints_only_the_error(tmp_path, capfd):
     tf.train.Checkpoint(generator=named_weights(g), discriminator=named_weights(d)).write(str(tmp_path / "DCGAN.model-3"))
     assert load_models(tmp_path)[0].output_shape == (None, 8, 8, 3)
     assert "ParseError" not in "".join(capfd.readouterr())
+
+
+def test_importing_the_tools_changes_no_process_wide_setting():
+    # Issue 13: no umask, environment variable or TensorFlow option set at import; the
+    # tools set what they need in main() (cli.import_tensorflow).
+    probe = ("import os, sys\n"
+             "calls, real_umask = [], os.umask\n"
+             "os.umask = lambda mask: calls.append(mask) or real_umask(mask)\n"
+             "import dcgan_completion.images, dcgan_completion.cli.complete, dcgan_completion.cli.serve\n"
+             "import dcgan_completion.cli.align, dcgan_completion.cli.gif, dcgan_completion.cli.convert\n"
+             "print(calls, os.environ.get('TF_CPP_MIN_LOG_LEVEL'), 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.stdout.split() == ["[]", "None", "False"], done.stderr
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        save_image(tmp_path / "face.png", np.zeros((8, 8, 3), np.uint8))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "face.png").stat().st_mode & 0o777 == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["face.png"]  # no temporary file left
 
 
 def test_train_dcgan_errors_come_without_tensorflows_start_up_lines(tmp_path):

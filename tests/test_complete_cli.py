@@ -14,11 +14,15 @@ SIZE = 16
 
 
 @pytest.fixture(autouse=True)
-def restore_grappler_options():
-    # The CLI switches grappler's remapper off for its process; keep it to these tests.
-    saved = tf.config.optimizer.get_experimental_options()
+def grappler_options_stay():
+    # The search turns grappler's remapper off for itself only: the tool leaves the
+    # process's options as they were (an unset remapping is on, as True is).
+    def options():
+        return {"remapping": True, **tf.config.optimizer.get_experimental_options()}
+
+    before = options()
     yield
-    tf.config.optimizer.set_experimental_options({"remapping": saved.get("remapping", True)})
+    assert options() == before
 
 
 @pytest.fixture(scope="module")
