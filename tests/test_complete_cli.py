@@ -191,3 +191,33 @@ def test_blend_keeps_known_pixels_and_smooths_the_seam(tmp_path):
     np.testing.assert_array_equal(blended.generated, pasted.generated)
     np.testing.assert_allclose(blended.completed, poisson_blend(images, pasted.generated, mask), atol=1e-6)
     assert np.abs(blended.completed - pasted.completed)[~known].mean() > 1e-3
+
+
+@pytest.mark.parametrize("flags, hardware, expected", [
+    ([], None, None),  # auto, on this machine: whatever training.default_precision() says
+    ([], "mixed_bfloat16", "mixed_bfloat16"),  # auto where the hardware computes bf16 natively
+    (["--precision", "auto"], "float32", "float32"),
+    (["--precision", "float32"], "mixed_bfloat16", "float32"),
+    (["--precision", "mixed_bfloat16"], "float32", "mixed_bfloat16"),
+])
+def test_precision_auto_follows_the_hardware_and_a_flag_is_obeyed(tmp_path, checkpoint, inputs, capsys, monkeypatch,
+                                                                  flags, hardware, expected):
+    from dcgan_completion import completion, training
+
+    if hardware is None:
+        expected = training.default_precision()
+    else:
+        monkeypatch.setattr(training, "default_precision", lambda: hardware)
+    policies, real_complete = [], completion.complete
+
+    def spy(images, masks, generator, discriminator, *args, **kwargs):
+        # The dtype policies of the networks the search runs.
+        policies.append({generator.get_layer("g_h1").dtype_policy.name,
+                         discriminator.get_layer("d_h0_conv").dtype_policy.name})
+        return real_complete(images, masks, generator, discriminator, *args, **kwargs)
+
+    monkeypatch.setattr(completion, "complete", spy)
+    code, out, _ = complete([inputs / "face0.png", "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 1,
+                             "--outDir", tmp_path / "out", *flags], capsys)
+    assert code == 0 and policies == [{expected}]
+    assert out.strip().endswith(f"computed in {expected})")

@@ -15,7 +15,7 @@ from . import ArgumentParser, import_tensorflow, number, run
 
 # The tool's name: bash's builtin `complete` shadows the original's (kept as an alias).
 PROG = "dcgan-complete"
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
 def build_parser():
@@ -36,8 +36,10 @@ def build_parser():
     p.add_argument("--seed", type=number(int, minimum=0), default=0,
                    help="image k of the inputs uses seed + k for its start z, random mask and HMC noise")
     p.add_argument("--gif", action="store_true", help="also write completion.gif of the completed grids")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="mixed_bfloat16 is faster on CPUs with AMX/AVX-512 bf16 (see docs/performance.md)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): mixed_bfloat16 where the hardware computes bfloat16 natively (CPUs with "
+                        "AMX/AVX-512 bf16, recent GPUs), as train-dcgan, else float32; float32 keeps the "
+                        "original's numerics (see docs/performance.md)")
     _add_search_arguments(p)
     _add_align_arguments(p)
     return p
@@ -110,27 +112,34 @@ def complete_command(args):
     options = search_options_of(args)
     paths = expand_inputs(args.imgs)
     check_output_folder(args.outDir, "--outDir")  # before the model loads
-    generator, discriminator = _load_models(args)
+    generator, discriminator, precision = _load_models(args)
     if args.align:
         return _complete_photos(args, paths, generator, discriminator, mask_type, options)
     paths, _ = complete_files(paths, generator, discriminator, args.outDir, options, mask_type=mask_type,
                               center_scale=args.centerScale, mask_file=args.maskFile, gif=args.gif,
                               seed=args.seed, progress=True)
     n = len(paths)
-    return [f"completed {n} image{'s' * (n != 1)}: {args.outDir}/final/ (progress in {args.outDir})"]
+    return [f"completed {n} image{'s' * (n != 1)}: {args.outDir}/final/ "
+            f"(progress in {args.outDir}; computed in {precision})"]
 
 
 def _load_models(args):
+    """(generator, discriminator, precision) as --checkpointDir, --precision and --imgSize say."""
     import_tensorflow()
     from ..checkpoints import load_models
     from ..networks import image_size_of
 
-    generator, discriminator = load_models(args.checkpointDir, dtype=None if args.precision == "float32" else args.precision)
+    precision = args.precision
+    if precision == "auto":
+        from ..training import default_precision
+
+        precision = default_precision()
+    generator, discriminator = load_models(args.checkpointDir, dtype=None if precision == "float32" else precision)
     size = image_size_of(generator)
     if size != args.imgSize:
         raise InputError(f"the model completes {size}x{size} images, not {args.imgSize}x{args.imgSize}: "
                          f"pass --imgSize {size}")
-    return generator, discriminator
+    return generator, discriminator, precision
 
 
 def _complete_photos(args, paths, generator, discriminator, mask_type, options):
