@@ -16,12 +16,13 @@ Training
     dataset_files, image_batches         the tf.data input of a folder of faces [data]
 Completion
     complete(images, masks, G, D, ...)   search z, fill the hole: CompletionResult [completion]
+    SearchOptions                        how it searches: approach (adam, momentum, hmc), n_iter, ... [search]
     complete_files                       dcgan-complete itself: files in, files out [completion_files]
     complete_photo, complete_photo_files faces in ordinary photos, at full resolution [photos]
     poisson_blend                        blend a fill into the known pixels [blending]
 Masks
     make_mask, make_masks                the mask types (center, left, random, ...) [masks]
-    load_masks, load_photo_mask          mask images (white = keep) [masks, photos]
+    load_masks, load_photo_mask          mask images (white = keep) [masks]
     weighted_context                     the paper's weighted context loss weights [masks]
 Alignment (no TensorFlow)
     align_face, align_face_with_matrix   the largest face of a photo, aligned [alignment]
@@ -30,8 +31,9 @@ Images
     load_image, save_image, list_images  read as float [-1, 1], write atomically [images]
     image_grid, save_grid, save_gif      grids and animations [images]
 Checkpoints
-    load_models(checkpoint=None)         (generator, discriminator) from a checkpoint [checkpoints]
-    find_tf1_checkpoint, load_tf1_models, convert_tf1_checkpoint   the original's [tf1_checkpoint]
+    load_models(checkpoint=None)         (generator, discriminator): shipped, ours or TF1 [checkpoints]
+    convert_tf1_checkpoint               the original's checkpoint in this project's format [checkpoints]
+    find_tf1_checkpoint, load_tf1_models reading the original's TF1 checkpoints [tf1_checkpoint]
 Quality measures (no TensorFlow but for SSIM)
     psnr, ssim                           against the truth, per image [metrics]
     face_descriptors                     dlib's 128-D descriptors of aligned faces [metrics]
@@ -60,6 +62,7 @@ _EXPORTS = {
     "image_batches": "data",
     # completion
     "complete": "completion",
+    "SearchOptions": "search",
     "complete_files": "completion_files",
     "complete_photo": "photos",
     "complete_photo_files": "photos",
@@ -68,7 +71,7 @@ _EXPORTS = {
     "make_mask": "masks",
     "make_masks": "masks",
     "load_masks": "masks",
-    "load_photo_mask": "photos",
+    "load_photo_mask": "masks",
     "weighted_context": "masks",
     # alignment
     "align_face": "alignment",
@@ -86,7 +89,7 @@ _EXPORTS = {
     "load_models": "checkpoints",
     "find_tf1_checkpoint": "tf1_checkpoint",
     "load_tf1_models": "tf1_checkpoint",
-    "convert_tf1_checkpoint": "tf1_checkpoint",
+    "convert_tf1_checkpoint": "checkpoints",
     # quality measures
     "psnr": "metrics",
     "ssim": "metrics",

@@ -119,7 +119,7 @@ def find_predictor(path=None):
 
 
 @lru_cache(maxsize=4)
-def _load_models(predictor_path):
+def _load_dlib_models(predictor_path):
     try:
         predictor = dlib.shape_predictor(str(predictor_path))
     except RuntimeError as e:
@@ -134,9 +134,9 @@ def _load_models(predictor_path):
     return dlib.get_frontal_face_detector(), predictor
 
 
-def load_models(predictor_path=None):
+def load_dlib_models(predictor_path=None):
     """(face detector, landmark predictor), loaded once per process and path."""
-    return _load_models(find_predictor(predictor_path).resolve())
+    return _load_dlib_models(find_predictor(predictor_path).resolve())
 
 
 # ---------------------------------------------------------------- one image
@@ -160,7 +160,7 @@ def face_boxes(rgb, upsample=1, predictor_path=None):
     faces of about 80 px and up, so each step halves the smallest face it can find
     (and costs about 4x the time).
     """
-    detector, _ = load_models(predictor_path)
+    detector, _ = load_dlib_models(predictor_path)
     boxes = detector(_as_rgb(rgb), int(upsample))
     # sorted() is stable, so equal areas keep the detector's order, as max() would.
     return sorted(boxes, key=lambda box: box.width() * box.height(), reverse=True)
@@ -168,7 +168,7 @@ def face_boxes(rgb, upsample=1, predictor_path=None):
 
 def face_landmarks(rgb, box, predictor_path=None):
     """The 68 landmarks of the face in `box`, as a 68x2 float32 array of (x, y)."""
-    _, predictor = load_models(predictor_path)
+    _, predictor = load_dlib_models(predictor_path)
     shape = predictor(_as_rgb(rgb), box)
     return np.float32([(p.x, p.y) for p in shape.parts()])
 
@@ -330,18 +330,9 @@ def align_folder(
     if report is not None:
         check_output_file(report, "--report")
     predictor_path = find_predictor(predictor_path).resolve()
-    load_models(predictor_path)  # a bad model file fails here, once, not in every worker
+    load_dlib_models(predictor_path)  # a bad model file fails here, once, not in every worker
 
-    photos = find_photos(input_dir, exclude=output_dir)
-    names = output_names([p.relative_to(input_dir) for p in photos], ext, flat)
-    outcomes, todo = [], []
-    for photo in photos:
-        target = output_dir / names[photo.relative_to(input_dir)]
-        if target.exists():
-            outcomes.append(FileOutcome(photo, target, "already-done", None, ""))
-        else:
-            todo.append((photo, target))
-
+    outcomes, todo = _already_done(input_dir, output_dir, ext, flat)
     settings = dict(size=size, landmarks=landmarks, skip_multi=skip_multi,
                     predictor_path=predictor_path, upsample=upsample)
     align_one = functools.partial(_align_one, **settings)
@@ -356,6 +347,20 @@ def align_folder(
     if report is not None:
         write_report(report, outcomes)
     return outcomes
+
+
+def _already_done(input_dir, output_dir, ext, flat):
+    """(outcomes of the photos whose output exists, [(photo, output path)] of the others)."""
+    photos = find_photos(input_dir, exclude=output_dir)
+    names = output_names([p.relative_to(input_dir) for p in photos], ext, flat)
+    outcomes, todo = [], []
+    for photo in photos:
+        target = output_dir / names[photo.relative_to(input_dir)]
+        if target.exists():
+            outcomes.append(FileOutcome(photo, target, "already-done", None, ""))
+        else:
+            todo.append((photo, target))
+    return outcomes, todo
 
 
 def _check_jobs(jobs):
@@ -407,7 +412,7 @@ def _start_worker(predictor_path):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     cv2.setNumThreads(1)  # the pool already keeps every core busy
-    load_models(predictor_path)
+    load_dlib_models(predictor_path)
 
 
 _working = False  # in a worker: whether it is aligning a photo

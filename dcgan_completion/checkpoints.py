@@ -1,4 +1,6 @@
-"""Checkpoints: save and resume training, load the trained networks.
+"""Checkpoints: save and resume training; load the trained networks, whatever holds them
+(the shipped weights file, this project's checkpoints, the original's TF1 ones, read by
+tf1_checkpoint), and convert a TF1 checkpoint into this project's format.
 
 Files are named as the original's (`checkpoint/DCGAN.model-500`), and only the newest
 is kept. Inside, every weight is stored under its layer's name, so a checkpoint is
@@ -13,16 +15,17 @@ Writes are safe against interruption: TensorFlow writes the data files under a
 temporary name, then the index, and only then points the `checkpoint` state file
 at the new checkpoint (atomically) before deleting the older one.
 """
-import contextlib
-import logging
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from .errors import InputError
-from .images import atomic_path
+from .errors import InputError, damaged, quiet_tf_logging
+from .images import atomic_path, check_output_folder
+from .networks import build_discriminator, build_generator
+from .tf1_checkpoint import find_tf1_checkpoint, load_tf1_models, tf1_checkpoint_step, why_not_tf1
 
 CHECKPOINT_NAME = "DCGAN.model"
 # The face model that ships with the package (see weights/README.md): what `dcgan-complete`
@@ -60,20 +63,6 @@ def checkpoint_manager(checkpoint, directory):
     """Writes `directory/DCGAN.model-{step}`, keeping only the newest."""
     with quiet_tf_logging():
         return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1, checkpoint_name=CHECKPOINT_NAME)
-
-
-@contextlib.contextmanager
-def quiet_tf_logging():
-    """TensorFlow's Python logger held to errors: reading a garbage `checkpoint` state
-    file logs ParseError warnings, twice per look; the callers fall back on the index
-    files or say themselves what is missing."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def latest_checkpoint(directory):
@@ -164,16 +153,7 @@ def restore(checkpoint, prefix):
         ) from None
 
 
-def damaged(prefix, error):
-    """The message for a checkpoint whose data file cannot be read to the end."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-    return (f"{prefix}: its data file is damaged or incomplete ({reason}): "
-            "give another checkpoint (or copy this one again)")
-
-
 def _build(config, dtype):
-    from .networks import build_discriminator, build_generator
-
     generator = build_generator(config["image_size"], config["z_dim"], config["gf_dim"], dtype=dtype)
     discriminator = build_discriminator(config["image_size"], config["df_dim"], dtype=dtype)
     return generator, discriminator
@@ -186,8 +166,6 @@ def load_models(checkpoint=None, dtype=None):
     None for the face model shipped with the package. The networks' sizes are read from
     the checkpoint itself. `dtype` is a Keras dtype policy name (e.g. "mixed_bfloat16").
     """
-    from .tf1_checkpoint import find_tf1_checkpoint, load_tf1_models
-
     if checkpoint is None:
         return load_weights_file(SHIPPED_WEIGHTS, dtype)
     if Path(checkpoint).suffix == ".npz":
@@ -245,3 +223,22 @@ def load_weights_file(path, dtype=None):
                     raise InputError(f"{path} does not fit the networks: {key} is missing or has another shape")
                 variable.assign(arrays[key].astype(np.float32))
     return generator, discriminator
+
+
+def convert_tf1_checkpoint(source, out):
+    """Write the TF1 checkpoint at `source` into folder `out` in this project's format.
+
+    The result, `out/DCGAN.model-N` (N from the TF1 name), holds the two networks and
+    is what `load_models(out)` reads. Returns its prefix.
+    """
+    prefix = find_tf1_checkpoint(source)
+    if prefix is None:
+        raise InputError(why_not_tf1(source))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"{out} is a file: give a new or empty folder to convert into")
+    check_output_folder(out, "output folder")
+    if os.path.exists(os.path.join(out, "checkpoint")):
+        raise InputError(f"{out} already holds a checkpoint: give a new or empty folder to convert into")
+    generator, discriminator = load_tf1_models(prefix)
+    checkpoint = tf.train.Checkpoint(generator=named_weights(generator), discriminator=named_weights(discriminator))
+    return checkpoint_manager(checkpoint, out).save(checkpoint_number=tf1_checkpoint_step(prefix))

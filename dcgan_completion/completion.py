@@ -4,6 +4,9 @@ hole with G(z) ("Completion" in docs/original.md).
 
     result = complete(images, masks, generator, discriminator, n_iter=1000)
     result.completed  # [N, H, W, 3], known pixels exactly the input's
+    result = complete(images, masks, generator, discriminator, SearchOptions(approach="momentum"))
+
+How z moves (the approaches adam, momentum and hmc) and the options: search.py.
 
 The search runs as compiled TensorFlow code: `out_interval` iterations per call inside a
 loop on the device, with z, images and masks kept as tensors; only the periodic
@@ -21,6 +24,7 @@ vector was contextual_i + lam * mean_j(perceptual_j), and tf.gradients different
 the SUM over the batch, so image i's perceptual gradient was B * lam / B = lam times its
 own, whatever the batch size B. (Only the logged loss values held the batch mean.)
 """
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -29,21 +33,9 @@ import tensorflow as tf
 
 from .blending import poisson_blend
 from .errors import InputError, ignore_sigint
-from .masks import LOWRES_BLOCK, check_masks, weighted_context as weighted_context_of
-
-APPROACHES = ("adam", "momentum", "hmc")
-# Measured (README, "complete"): adam completes as well as momentum at its best step,
-# and its step does not depend on the size of the gradient, which grows with the number
-# of known pixels.
-DEFAULT_APPROACH = "adam"
-# The loss sums over pixels, so its gradient is ~100 per coordinate of z on faces: the
-# original's lr 0.01 sends momentum from wall to wall of [-1, 1] (3 dB worse on the center
-# mask); 1e-4 completes as adam does.
-DEFAULT_LR = {"adam": 0.01, "momentum": 1e-4}
-
-# Hyperparameters travel into the compiled search as one float vector, so that new
-# values do not retrace it.
-_HPARAMS = ("lr", "momentum", "beta1", "beta2", "eps", "lam", "hmc_beta", "hmc_eps", "hmc_anneal")
+from .masks import LOWRES_BLOCK, check_masks, weighted_context
+from .networks import image_size_of, z_dim_of
+from .search import APPROACHES, SearchOptions, Step, initial_z, search_options  # noqa: F401 - SearchOptions for users
 
 
 @dataclass
@@ -90,139 +82,116 @@ class Interrupted(KeyboardInterrupt):
         self.result, self.iterations, self.n_iter = result, iterations, n_iter
 
 
-def complete(
-    images,
-    masks,
-    generator,
-    discriminator,
-    *,
-    approach=DEFAULT_APPROACH,
-    n_iter=1000,
-    lam=0.1,
-    lr=None,
-    momentum=0.9,
-    beta1=0.9,
-    beta2=0.999,
-    eps=1e-8,
-    hmc_beta=0.2,
-    hmc_eps=0.001,
-    hmc_l=100,
-    hmc_anneal=1.0,
-    lowres=False,
-    weighted_context=False,
-    context_weights=None,
-    blend=False,
-    seeds=None,
-    seed=0,
-    batch_size=64,
-    out_interval=50,
-    on_snapshot=None,
-    progress=False,
-):
+def complete(images, masks, generator, discriminator, options=None, *, lowres=False, context_weights=None,
+             seeds=None, seed=0, on_snapshot=None, progress=False, **settings):
     """Complete `images` [N, H, W, 3] in [-1, 1] where `masks` (1 = known; [N, H, W, 3],
     or one [H, W, 3] for all) is 0.
 
-    approach: "adam", "momentum" or "hmc" (z clipped to [-1, 1] after every step).
-    lr: None = DEFAULT_LR[approach] (hmc has none). lam: per-image weight of the perceptual loss.
+    options: a search.SearchOptions (approach and its hyperparameters, n_iter, lam,
+    weighted_context, blend, batch_size, out_interval); `settings` change it by name, so
+    that the common case reads complete(images, masks, G, D, n_iter=500, lr=0.02).
     lowres: add the context term on LOWRES_BLOCK-pixel block means (the lowres mask).
-    weighted_context: weight known pixels by the paper's 7x7 weights instead of the mask;
-    context_weights [N, H, W, 3] overrides both with any per-pixel weight map.
-    blend: fill the hole with G(z) Poisson-blended into the known pixels (the paper's
-    last step; blending.poisson_blend) instead of pasting it.
-    seeds: one integer per image (default seed + index); an image's starting z and HMC
-    noise come from its seed alone. Images go in batches of `batch_size`, the last one
-    smaller (not padded). `on_snapshot(Snapshot)` is called at iteration 0, every
-    `out_interval` iterations and at the end.
+    context_weights [N, H, W, 3]: any per-pixel weight map, instead of the mask (or the
+    weighted context). seeds: one integer per image (default seed + index); an image's
+    starting z and HMC noise come from its seed alone. Images go in batches of
+    `batch_size`, the last one smaller (not padded). `on_snapshot(Snapshot)` is called at
+    iteration 0, every `out_interval` iterations and at the end.
     """
-    if approach not in APPROACHES:
-        raise InputError(f"unknown approach {approach!r}: choose one of {', '.join(APPROACHES)}")
+    options = search_options(options, **settings)
+    run = _prepare(images, masks, generator, discriminator, options, lowres, context_weights, seeds, seed)
+    n_batches = -(-len(run.images) // options.batch_size)
+    bar = _progress_bar(options.n_iter * n_batches, progress)
+    with _without_remapper():
+        try:
+            for b, lo in enumerate(range(0, len(run.images), options.batch_size)):
+                _search_batch(run, b, np.arange(lo, min(lo + options.batch_size, len(run.images))), on_snapshot, bar)
+        except KeyboardInterrupt:
+            restore_sigint = ignore_sigint()  # a second Ctrl-C would break off saving the state
+            try:
+                if bar is not None:
+                    bar.close()
+                _fill_unfinished(run)
+            finally:
+                restore_sigint()
+            raise Interrupted(run.result, run.reached, options.n_iter) from None
+        finally:
+            if bar is not None:
+                bar.close()
+    return run.result
+
+
+@dataclass
+class _Run:
+    """One call of `complete`: its checked inputs, and how far each image has got."""
+
+    search: "_Search"
+    options: SearchOptions
+    hparams: tf.Tensor
+    images: np.ndarray
+    masks: np.ndarray
+    weights: np.ndarray  # the context weights
+    lowres: bool
+    seeds: np.ndarray
+    result: CompletionResult
+    reached: np.ndarray  # iterations done, per image
+    finished: np.ndarray  # results in, per image
+
+    def tensors(self, idx):
+        """The batch's images, context weights and lowres weights as tensors."""
+        return (tf.constant(self.images[idx]), tf.constant(self.weights[idx]),
+                tf.fill([len(idx)], 1.0 if self.lowres else 0.0))
+
+
+def _prepare(images, masks, generator, discriminator, options, lowres, context_weights, seeds, seed):
     images, masks = _check_images_and_masks(images, masks, generator)
-    n = len(images)
     check_masks(masks, lowres=lowres)
+    n = len(images)
     if context_weights is None:
-        context_weights = weighted_context_of(masks) if weighted_context else masks
-    context_weights = np.broadcast_to(np.asarray(context_weights, np.float32), images.shape)
+        context_weights = weighted_context(masks) if options.weighted_context else masks
     seeds = np.arange(seed, seed + n, dtype=np.int64) if seeds is None else np.asarray(seeds, np.int64)
     if seeds.shape != (n,):
         raise InputError(f"give one seed per image: {n} images, {seeds.size} seeds")
-    lr = DEFAULT_LR.get(approach, 0.0) if lr is None else lr  # hmc takes no lr
-    hparams = _check_hparams(
-        n_iter, batch_size, out_interval, hmc_l,
-        dict(lr=lr, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, lam=lam,
-             hmc_beta=hmc_beta, hmc_eps=hmc_eps, hmc_anneal=hmc_anneal),
-    )
-    search = _search(generator, discriminator, approach)
-    hmc_steps = tf.constant(hmc_l, tf.int32)
-
-    results = CompletionResult(
+    result = CompletionResult(
         completed=np.empty_like(images), generated=np.empty_like(images),
-        z=np.empty((n, _z_dim(generator)), np.float32), losses=np.full((n_iter + 1, n), np.nan, np.float32),
-    )
-    reached = np.zeros(n, np.int64)  # iterations done, per image
-    finished = np.zeros(n, bool)  # results in
-    bar = _progress_bar(n_iter * -(-n // batch_size), progress)
-    try:
-        _search_batches(search, results, reached, finished, images, masks, context_weights, seeds, lowres, blend,
-                        hparams, hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, _z_dim(generator))
-    except KeyboardInterrupt:
-        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off saving the state
-        try:
-            if bar is not None:
-                bar.close()
-            _fill_unfinished(search, results, finished, images, masks, context_weights, lowres, blend, hparams,
-                             batch_size)
-        finally:
-            restore_sigint()
-        raise Interrupted(results, reached, n_iter) from None
-    finally:
-        if bar is not None:
-            bar.close()
-    return results
+        z=np.empty((n, z_dim_of(generator)), np.float32), losses=np.full((options.n_iter + 1, n), np.nan, np.float32))
+    return _Run(
+        search=_search(generator, discriminator, options.approach), options=options,
+        hparams=tf.constant([options.lam, *options.values().values()], tf.float32),
+        images=images, masks=masks, weights=np.broadcast_to(np.asarray(context_weights, np.float32), images.shape),
+        lowres=lowres, seeds=seeds, result=result, reached=np.zeros(n, np.int64), finished=np.zeros(n, bool))
 
 
-def _search_batches(search, results, reached, finished, images, masks, context_weights, seeds, lowres, blend,
-                    hparams, hmc_steps, n_iter, batch_size, out_interval, on_snapshot, bar, z_dim):
-    n = len(images)
-    for b, lo in enumerate(range(0, n, batch_size)):
-        idx = np.arange(lo, min(lo + batch_size, n))
-        y = tf.constant(images[idx])
-        w = tf.constant(context_weights[idx])
-        lw = tf.fill([len(idx)], 1.0 if lowres else 0.0)
-        s = tf.constant(seeds[idx])
-        z = initial_z(s, z_dim)
-        results.z[idx] = z.numpy()
-        state = (tf.zeros_like(z), tf.zeros_like(z))
-        log = []  # (iterations, losses, z) not yet handed to on_snapshot
-        done = 0
-        for it in sorted(set(range(0, n_iter, out_interval)) | {n_iter}):
-            if it > done:
-                z, s1, s2, chunk_losses, chunk_z = search.run(
-                    z, *state, y, w, lw, s, hparams, hmc_steps,
-                    tf.constant(done, tf.int64), tf.constant(it - done, tf.int32))
-                results.z[idx], reached[idx] = z.numpy(), it  # where Ctrl-C would leave this batch
-                state = (s1, s2)
-                _log_chunk(log, results, idx, done, chunk_losses, chunk_z, bar)
-                done = it
-            if on_snapshot is not None or it == n_iter:
-                loss, generated = search.evaluate(z, y, w, lw, hparams)
-                _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend)
-        finished[idx] = True
+def _search_batch(run, b, idx, on_snapshot, bar):
+    y, w, lw = run.tensors(idx)
+    s = tf.constant(run.seeds[idx])
+    z = initial_z(s, run.result.z.shape[1])
+    run.result.z[idx] = z.numpy()
+    state = tuple(tf.zeros_like(z) for _ in range(APPROACHES[run.options.approach].state_size))
+    log = []  # (iterations, losses, z) not yet handed to on_snapshot
+    done, n_iter = 0, run.options.n_iter
+    for it in sorted(set(range(0, n_iter, run.options.out_interval)) | {n_iter}):
+        if it > done:
+            z, state, chunk_losses, chunk_z = run.search.run(
+                z, state, y, w, lw, s, run.hparams, tf.constant(done, tf.int64), tf.constant(it - done, tf.int32))
+            run.result.z[idx], run.reached[idx] = z.numpy(), it  # where Ctrl-C would leave this batch
+            _log_chunk(log, run.result, idx, done, chunk_losses, chunk_z, bar)
+            done = it
+        if on_snapshot is not None or it == n_iter:
+            loss, generated = run.search.evaluate(z, y, w, lw, run.hparams)
+            _snapshot(on_snapshot, log, run, b, idx, it, z.numpy(), loss.numpy(), generated.numpy())
+    run.finished[idx] = True
 
 
-def _fill_unfinished(search, results, finished, images, masks, context_weights, lowres, blend, hparams,
-                     batch_size):
+def _fill_unfinished(run):
     """After Ctrl-C: every unfinished image's generated and completed image from the z it
     has reached (the starting z of a batch not begun)."""
-    for lo in range(0, len(images), batch_size):
-        idx = np.arange(lo, min(lo + batch_size, len(images)))
-        if finished[idx].all():
+    for lo in range(0, len(run.images), run.options.batch_size):
+        idx = np.arange(lo, min(lo + run.options.batch_size, len(run.images)))
+        if run.finished[idx].all():
             continue
-        y, w = tf.constant(images[idx]), tf.constant(context_weights[idx])
-        lw = tf.fill([len(idx)], 1.0 if lowres else 0.0)
-        _, generated = search.evaluate(tf.constant(results.z[idx]), y, w, lw, hparams)
-        generated = generated.numpy()
-        results.generated[idx] = generated
-        results.completed[idx] = _fill(images[idx], generated, masks[idx], blend)
+        _, generated = run.search.evaluate(tf.constant(run.result.z[idx]), *run.tensors(idx), run.hparams)
+        run.result.generated[idx] = generated = generated.numpy()
+        run.result.completed[idx] = _fill(run.images[idx], generated, run.masks[idx], run.options.blend)
 
 
 def _fill(images, generated, masks, blend):
@@ -244,9 +213,9 @@ def _log_chunk(log, results, idx, start, chunk_losses, chunk_z, bar):
         bar.set_postfix(loss=f"{chunk_losses[-1].mean():.4g}")
 
 
-def _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images, masks, blend):
-    z, loss, generated = z.numpy(), loss.numpy(), generated.numpy()
-    completed = _fill(images[idx], generated, masks[idx], blend)
+def _snapshot(on_snapshot, log, run, b, idx, it, z, loss, generated):
+    completed = _fill(run.images[idx], generated, run.masks[idx], run.options.blend)
+    results = run.result
     results.losses[it, idx] = loss
     results.z[idx], results.generated[idx], results.completed[idx] = z, generated, completed
     log.append((np.array([it]), loss[None], z[None]))
@@ -260,31 +229,6 @@ def _snapshot(on_snapshot, log, results, b, idx, it, z, loss, generated, images,
 
 
 # ---- the compiled search -------------------------------------------------------------
-
-
-def initial_z(seeds, z_dim):
-    """Each image's starting z ~ Uniform(-1, 1)^z_dim, drawn from its seed alone."""
-    return _per_image(tf.random.stateless_uniform, seeds, tf.constant(0, tf.int64), z_dim, minval=-1.0, maxval=1.0)
-
-
-def hmc_noise(seeds, iteration, z_dim):
-    """HMC's randomness at `iteration`, from each image's seed alone: the momentum
-    v ~ N(0, I) [B, z_dim] and the Metropolis uniform u [B]."""
-    iteration = tf.cast(iteration, tf.int64)
-    v = _per_image(tf.random.stateless_normal, seeds, 2 * iteration + 1, z_dim)
-    u = _per_image(tf.random.stateless_uniform, seeds, 2 * iteration + 2, 1)[:, 0]
-    return v, u
-
-
-def _per_image(sample, seeds, counter, dim, **kwargs):
-    # Stateless ops take one seed per call, so each image's draw is a call of its own.
-    keys = tf.stack([tf.cast(seeds, tf.int64), tf.fill(tf.shape(seeds), counter)], axis=1)
-
-    @tf.autograph.experimental.do_not_convert
-    def draw(key):
-        return sample([dim], seed=key, **kwargs)
-
-    return tf.map_fn(draw, keys, fn_output_signature=tf.float32)
 
 
 def completion_loss(generator, discriminator, z, images, context_weights, lowres_weights, lam):
@@ -306,43 +250,6 @@ def block_means(images, block=LOWRES_BLOCK):
     return tf.reduce_mean(blocks, axis=[2, 4])
 
 
-def momentum_update(z, velocity, grad, lr, momentum):
-    """The original's (2016) projected gradient descent with Nesterov-style momentum."""
-    previous = velocity
-    velocity = momentum * velocity - lr * grad
-    z = z - momentum * previous + (1 + momentum) * velocity
-    return tf.clip_by_value(z, -1.0, 1.0), velocity
-
-
-def adam_update(z, m, v, grad, iteration, lr, beta1, beta2, eps):
-    """The original's Adam on z, bias-corrected; `iteration` counts from 0."""
-    t = tf.cast(iteration, tf.float32) + 1.0
-    m = beta1 * m + (1 - beta1) * grad
-    v = beta2 * v + (1 - beta2) * grad * grad
-    m_hat = m / (1 - beta1**t)
-    v_hat = v / (1 - beta2**t)
-    z = z - lr * m_hat / (tf.sqrt(v_hat) + eps)
-    return tf.clip_by_value(z, -1.0, 1.0), m, v
-
-
-def hmc_update(z, loss, grad, loss_and_grad, velocity, uniform, beta, step, n_steps):
-    """One HMC iteration as the original: n_steps leapfrog steps of size `step` on
-    beta * loss from momentum `velocity` (z clipped after each), then a per-image
-    Metropolis accept on beta * loss + |v|^2 / 2 with the uniform draws `uniform`."""
-    z0, v0, loss0 = z, velocity, loss
-    v = velocity
-    for _ in tf.range(n_steps):
-        v = v - step / 2 * beta * grad
-        z = tf.clip_by_value(z + step * v, -1.0, 1.0)
-        loss, grad = loss_and_grad(z)
-        v = v - step / 2 * beta * grad
-    energy0 = beta * loss0 + tf.reduce_sum(v0 * v0, axis=1) / 2
-    energy = beta * loss + tf.reduce_sum(v * v, axis=1) / 2
-    # The original rejects when u > exp(energy0 - energy); compared in logs, no overflow.
-    reject = tf.math.log(uniform) > energy0 - energy
-    return tf.where(reject[:, None], z0, z)
-
-
 @dataclass
 class _Search:
     run: tf.types.experimental.PolymorphicFunction
@@ -351,13 +258,16 @@ class _Search:
 
 @functools.lru_cache(maxsize=8)
 def _search(generator, discriminator, approach):
-    """The compiled search for one model pair and approach, traced once for every batch
-    size and hyperparameter value."""
-    size, z_dim = _image_size(generator), _z_dim(generator)
+    """The compiled search for one model pair and approach (a name of search.APPROACHES),
+    traced once for every batch size and hyperparameter value: the hyperparameters
+    travel as one float vector, lam first, then the approach's in its order."""
+    approach = APPROACHES[approach]
+    names = ("lam", *(p.name for p in approach.parameters))
+    size, z_dim = image_size_of(generator), z_dim_of(generator)
     vec = tf.TensorSpec([None, z_dim], tf.float32)
     img = tf.TensorSpec([None, size, size, 3], tf.float32)
     per_image = tf.TensorSpec([None], tf.float32)
-    hp = tf.TensorSpec([len(_HPARAMS)], tf.float32)
+    hp = tf.TensorSpec([len(names)], tf.float32)
 
     def loss_and_grad(z, images, weights, lowres_weights, lam):
         with tf.GradientTape() as tape:
@@ -367,50 +277,49 @@ def _search(generator, discriminator, approach):
 
     @tf.function(input_signature=[vec, img, img, per_image, hp])
     def evaluate(z, images, weights, lowres_weights, hparams):
-        lam = hparams[_HPARAMS.index("lam")]
-        return completion_loss(generator, discriminator, z, images, weights, lowres_weights, lam)
+        return completion_loss(generator, discriminator, z, images, weights, lowres_weights, hparams[0])
 
     @tf.function(input_signature=[
-        vec, vec, vec, img, img, per_image, tf.TensorSpec([None], tf.int64), hp,
-        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32)])
-    def run(z, s1, s2, images, weights, lowres_weights, seeds, hparams, hmc_steps, start, steps):
-        h = dict(zip(_HPARAMS, tf.unstack(hparams)))
+        vec, (vec,) * approach.state_size, img, img, per_image, tf.TensorSpec([None], tf.int64), hp,
+        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32)])
+    def run(z, state, images, weights, lowres_weights, seeds, hparams, start, steps):
+        h = dict(zip(names, tf.unstack(hparams)))
         objective = functools.partial(
             loss_and_grad, images=images, weights=weights, lowres_weights=lowres_weights, lam=h["lam"])
         losses = tf.TensorArray(tf.float32, size=steps)
         zs = tf.TensorArray(tf.float32, size=steps)
         for k in tf.range(steps):
-            i = start + tf.cast(k, tf.int64)
             loss, grad = objective(z)
             losses = losses.write(k, loss)
             zs = zs.write(k, z)
-            if approach == "momentum":
-                z, s1 = momentum_update(z, s1, grad, h["lr"], h["momentum"])
-            elif approach == "adam":
-                z, s1, s2 = adam_update(z, s1, s2, grad, i, h["lr"], h["beta1"], h["beta2"], h["eps"])
-            else:
-                velocity, uniform = hmc_noise(seeds, i, z_dim)
-                beta = h["hmc_beta"] * h["hmc_anneal"] ** tf.cast(i, tf.float32)
-                z = hmc_update(z, loss, grad, objective, velocity, uniform, beta, h["hmc_eps"], hmc_steps)
-        return z, s1, s2, losses.stack(), zs.stack()
+            step = Step(z=z, state=state, loss=loss, grad=grad, iteration=start + tf.cast(k, tf.int64), seeds=seeds,
+                        objective=objective)
+            z, state = approach.update(step, h)
+        return z, state, losses.stack(), zs.stack()
 
     return _Search(run=run, evaluate=evaluate)
+
+
+@contextlib.contextmanager
+def _without_remapper():
+    """Grappler's remapper fails on the search's graph (the gradient of D's first
+    BiasAdd -> LeakyRelu inside a loop with an unknown batch size) and logs an alarming
+    but harmless error; without it the search runs as fast (measured). Off for the
+    search only: the process's setting is put back after it."""
+    previous = tf.config.optimizer.get_experimental_options().get("remapping", True)
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": previous})
 
 
 # ---- input checks ----------------------------------------------------------------------
 
 
-def _image_size(generator):
-    return int(generator.output_shape[1])
-
-
-def _z_dim(generator):
-    return int(generator.input_shape[-1])
-
-
 def _check_images_and_masks(images, masks, generator):
     images = np.asarray(images, np.float32)
-    size = _image_size(generator)
+    size = image_size_of(generator)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
@@ -426,20 +335,6 @@ def _check_images_and_masks(images, masks, generator):
     except ValueError:
         raise InputError(f"masks of shape {masks.shape} do not fit images of shape {images.shape}") from None
     return images, masks
-
-
-def _check_hparams(n_iter, batch_size, out_interval, hmc_l, values):
-    for name, value, low in (("n_iter", n_iter, 0), ("batch_size", batch_size, 1),
-                             ("out_interval", out_interval, 1), ("hmc_l", hmc_l, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    for name, value in values.items():
-        if not np.isfinite(value) or value < 0:
-            raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-    for name in ("momentum", "beta1", "beta2"):
-        if values[name] >= 1:
-            raise InputError(f"{name} must be below 1, got {values[name]!r}")
-    return tf.constant([values[k] for k in _HPARAMS], tf.float32)
 
 
 def _progress_bar(total, enabled):

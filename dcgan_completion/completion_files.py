@@ -24,11 +24,13 @@ import numpy as np
 from .errors import InputError, ignore_sigint
 from .images import (center_crop_resize, check_output_folder, image_grid, list_images, read_rgb, save_gif,
                      save_grid, save_image, to_float, to_uint8)
-from .masks import LOWRES_BLOCK, load_masks, make_masks, uses_lowres
+from .masks import LOWRES_BLOCK, input_masks, mask_type_for, uses_lowres
+from .search import search_options
 
 
 def expand_inputs(inputs):
-    """Image paths from a list of files and folders (a folder gives its images)."""
+    """Image paths from a list of files and folders (a folder gives its images). Their
+    names (without extension) must differ: outputs are named after them."""
     paths = []
     for item in inputs:
         item = Path(item)
@@ -37,6 +39,10 @@ def expand_inputs(inputs):
         paths.extend(list_images(item) if item.is_dir() else [item])
     if not paths:
         raise InputError("no input images: give image files or folders of images")
+    names = [p.stem for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"two inputs are named {twice[0]}: outputs are named after the inputs, rename one")
     return paths
 
 
@@ -57,44 +63,31 @@ def load_inputs(paths, image_size):
     return np.stack(images)
 
 
-def masks_for(paths, mask_type, image_size, seeds, center_scale=0.25, mask_file=None):
-    """The masks of the inputs: from --maskFile for `file`, else made per image."""
-    if mask_type == "file" or mask_file is not None:
-        if mask_file is None:
-            raise InputError("--maskType file needs --maskFile (a mask image, white = keep, or a folder of them)")
-        if mask_type != "file":
-            raise InputError(f"--maskFile goes with --maskType file, not {mask_type}")
-        return load_masks(mask_file, paths, image_size)
-    return make_masks(mask_type, image_size, seeds, center_scale=center_scale)
-
-
-def complete_files(inputs, generator, discriminator, out_dir="completions", *, mask_type="center",
-                   center_scale=0.25, mask_file=None, gif=False, seed=0, batch_size=64,
-                   n_iter=1000, out_interval=50, **search):
+def complete_files(inputs, generator, discriminator, out_dir="completions", options=None, *, mask_type=None,
+                   center_scale=0.25, mask_file=None, gif=False, seed=0, progress=False, **settings):
     """Complete image files and write the outputs (see the module's docstring).
 
-    `search` goes to `completion.complete` (approach, lam, lr, weighted_context, ...).
-    Returns (paths, CompletionResult).
+    The masks: mask_type (default center), or mask_file for `file` (masks.input_masks);
+    image k takes seed + k. options and `settings`: the search's (search.search_options:
+    approach, n_iter, lam, batch_size, blend...). Returns (paths, CompletionResult).
     """
     from .completion import Interrupted, complete  # TensorFlow only once there is work for it
+    from .networks import image_size_of
 
+    options = search_options(options, **settings)
+    mask_type = mask_type_for(mask_type, mask_file)
     check_output_folder(out_dir, "--outDir")
     paths = expand_inputs(inputs)
-    names = [p.stem for p in paths]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise InputError(f"two inputs are named {twice[0]}: outputs are named after the inputs, rename one")
-    size = int(generator.output_shape[1])
+    size = image_size_of(generator)
     images = load_inputs(paths, size)
     seeds = np.arange(seed, seed + len(paths))
-    masks = masks_for(paths, mask_type, size, seeds, center_scale, mask_file)
+    masks = input_masks(paths, size, seeds, mask_type=mask_type, mask_file=mask_file, center_scale=center_scale)
     lowres = uses_lowres(mask_type)
-    writer = _OutputWriter(Path(out_dir), names, images, masks, lowres, gif, n_iter,
-                           several_batches=len(paths) > batch_size)
+    writer = _OutputWriter(Path(out_dir), [p.stem for p in paths], images, masks, lowres, gif, options.n_iter,
+                           several_batches=len(paths) > options.batch_size)
     try:
-        result = complete(images, masks, generator, discriminator, lowres=lowres, seeds=seeds,
-                          batch_size=batch_size, n_iter=n_iter, out_interval=out_interval,
-                          on_snapshot=writer, **search)
+        result = complete(images, masks, generator, discriminator, options, lowres=lowres, seeds=seeds,
+                          on_snapshot=writer, progress=progress)
     except Interrupted as stop:
         restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
         try:

@@ -2,7 +2,7 @@
 import contextlib
 import math
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
@@ -12,8 +12,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -25,15 +23,26 @@ def atomic_path(path):
     path = Path(path)
     check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = _new_file_beside(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp made it private; give it a normal file's mode
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _new_file_beside(path):
+    """A new empty hidden file in `path`'s folder. Created with mode 0o666, which the
+    kernel reduces by the process's umask as for any file the tools write (mkstemp's
+    files are private, and reading the umask means setting it, for the whole process)."""
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # another writer's name: draw again
+            continue
 
 
 def list_images(folder):

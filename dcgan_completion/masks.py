@@ -4,6 +4,10 @@ A mask is a float32 array [size, size, 3] whose channels are equal. The types ar
 original's (`center`, `random`, `left`, `full`, `grid`, `lowres`), their mirror images
 (`right`, `top`, `bottom`), the paper's `random80` (80% missing) and `half` (a random
 half missing, horizontal or vertical), and `file` (a mask image, white = keep).
+Photo masks are mask images of a whole photo (dcgan-complete --align), in its coordinates.
+
+Adding a mask type is adding its name to MASK_TYPES and its branch to make_mask:
+dcgan-complete's --maskType and dcgan-serve's preset masks follow from them.
 
 The random types draw each image's mask from that image's own seed, so a mask never
 depends on the other images of a run (the original drew one random mask for all).
@@ -28,12 +32,28 @@ _MISSING_FRACTION = {"random": 0.2, "random80": 0.8}
 _HALVES = ("left", "right", "top", "bottom")
 
 
+def mask_type_for(mask_type=None, mask_file=None):
+    """The mask type a run uses, and the rule of --maskType and --maskFile: `file` when a
+    mask file (or a photo mask) is given, else `mask_type` (default center). InputError
+    for `file` without a mask file, a mask file with another type, or an unknown type."""
+    if mask_file is not None:
+        if mask_type not in (None, "file"):
+            raise InputError(f"--maskFile goes with --maskType file, not {mask_type}: leave --maskType out")
+        return "file"
+    if mask_type == "file":
+        raise InputError("--maskType file needs --maskFile (a mask image, white = keep, or a folder of them)")
+    if mask_type is not None and mask_type not in MASK_TYPES:
+        raise InputError(f"unknown mask type {mask_type!r}: choose one of {', '.join(MASK_TYPES)}")
+    return mask_type or "center"
+
+
 def make_mask(mask_type, image_size, *, center_scale=0.25, seed=0):
     """The mask of one image: float32 [image_size, image_size, 3], 1 = known pixel.
 
     `seed` only matters for the random types (`random`, `random80`, `half`).
     `file` masks come from `load_mask`.
     """
+    mask_type = mask_type_for(mask_type)
     size = image_size
     keep = np.ones((size, size), bool)
     if mask_type == "center":
@@ -60,10 +80,6 @@ def make_mask(mask_type, image_size, *, center_scale=0.25, seed=0):
         keep[::GRID_STEP, ::GRID_STEP] = True
     elif mask_type == "lowres":
         keep[:] = False  # only the block means are known: see uses_lowres
-    elif mask_type == "file":
-        raise InputError("--maskType file needs --maskFile (a mask image, white = keep)")
-    else:
-        raise InputError(f"unknown mask type {mask_type!r}: choose one of {', '.join(MASK_TYPES)}")
     return _to_channels(keep)
 
 
@@ -77,18 +93,23 @@ def uses_lowres(mask_type):
     return mask_type == "lowres"
 
 
-def load_mask(path, image_size):
-    """A mask image (white = keep, black = fill; grey is thresholded at 50%) as a mask."""
+def read_mask_image(path):
+    """A mask image as H x W bool, True = keep (white = keep, black = fill; grey is
+    thresholded at 50%), turned upright by its EXIF tag as images are."""
     try:
-        grey = np.asarray(read_image(path, "L"))
+        return np.asarray(read_image(path, "L")) >= 128
     except InputError as e:  # its message names the file
         raise InputError(f"mask file {e}") from None
-    if grey.shape != (image_size, image_size):
+
+
+def load_mask(path, image_size):
+    """A mask image (see read_mask_image) as the mask of image_size x image_size images."""
+    keep = read_mask_image(path)
+    if keep.shape != (image_size, image_size):
         raise InputError(
-            f"mask file {path} is {grey.shape[1]}x{grey.shape[0]} but the images are "
+            f"mask file {path} is {keep.shape[1]}x{keep.shape[0]} but the images are "
             f"{image_size}x{image_size}: give a mask of the images' size"
         )
-    keep = grey >= 128
     if not keep.any():
         raise InputError(f"mask file {path} keeps no pixel (all black): white marks the pixels to keep")
     if keep.all():
@@ -99,24 +120,57 @@ def load_mask(path, image_size):
 def load_masks(mask_file, image_paths, image_size):
     """Masks for `image_paths` from --maskFile: one image for all, or a folder holding one
     mask per input with the input's base name (any of .png/.jpg/.jpeg)."""
-    mask_file = Path(mask_file)
-    if not mask_file.is_dir():
+    if not Path(mask_file).is_dir():
         mask = load_mask(mask_file, image_size)
         return np.broadcast_to(mask, (len(image_paths),) + mask.shape).copy()
-    by_stem = {}
+    return np.stack([load_mask(mask_path_for(mask_file, p), image_size) for p in image_paths])
+
+
+def mask_path_for(mask_file, image_path):
+    """The mask image of an input: `mask_file` itself, or in a folder the file named as the
+    input (any of .png/.jpg/.jpeg)."""
+    mask_file = Path(mask_file)
+    if not mask_file.is_dir():
+        return mask_file
+    stem = Path(image_path).stem
     for p in sorted(mask_file.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            by_stem.setdefault(p.stem, p)
-    masks = []
-    for image_path in image_paths:
-        stem = Path(image_path).stem
-        if stem not in by_stem:
-            raise InputError(
-                f"mask folder {mask_file} has no mask for {image_path} "
-                f"(expected {stem}.png, .jpg or .jpeg)"
-            )
-        masks.append(load_mask(by_stem[stem], image_size))
-    return np.stack(masks)
+        if p.is_file() and p.stem == stem and p.suffix.lower() in IMAGE_EXTENSIONS:
+            return p
+    raise InputError(f"mask folder {mask_file} has no mask for {image_path} (expected {stem}.png, .jpg or .jpeg)")
+
+
+def input_masks(paths, image_size, seeds, *, mask_type=None, mask_file=None, center_scale=0.25):
+    """The masks of input images: from `mask_file` (one image for all, or a folder of them)
+    for `file`, else made per image from its seed (see mask_type_for)."""
+    if mask_type_for(mask_type, mask_file) == "file":
+        return load_masks(mask_file, paths, image_size)
+    return make_masks(mask_type_for(mask_type), image_size, seeds, center_scale=center_scale)
+
+
+def load_photo_mask(path, photo_shape, photo_name="the photo"):
+    """A mask image for a photo (see read_mask_image) as H x W bool, True = keep. Its size
+    must be the photo's."""
+    return check_photo_mask(read_mask_image(path), photo_shape[:2], f"{photo_name} (mask file {path})")
+
+
+def check_photo_mask(mask, shape, name="the photo"):
+    """A photo mask (H x W, or H x W x 1/3; 1/True = keep) as H x W bool, True = keep;
+    InputError if it is not the photo's `shape` (H, W) or holds other values."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] in (1, 3):
+        mask = mask.min(axis=2)  # a pixel is kept only if every channel keeps it
+    if mask.ndim != 2 or mask.shape != tuple(shape):
+        got = "x".join(map(str, mask.shape[1::-1])) if mask.ndim >= 2 else str(mask.shape)
+        hint = " (it fits the photo turned sideways: was the mask drawn before an EXIF rotation?)" \
+            if mask.ndim == 2 and mask.shape == tuple(shape)[::-1] else ""
+        raise InputError(f"{name}: the mask is {got} but the photo is {shape[1]}x{shape[0]}{hint}: "
+                         "give a mask of the photo's size")
+    if mask.dtype != bool:
+        if not np.isin(mask, (0, 1)).all():
+            raise InputError(f"{name}: a photo mask holds 1/True (keep) and 0/False (fill) only; "
+                             "read a mask image with load_photo_mask")
+        mask = mask == 1
+    return mask
 
 
 def check_masks(masks, lowres=False):

@@ -23,6 +23,11 @@ def _batch_norm(name, dtype):
     return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name, dtype=dtype)
 
 
+def _stride_2(layer, filters, initializer, name, dtype):
+    # The original's conv2d / deconv2d: 5x5 kernels, stride 2, "same" padding.
+    return layer(filters, 5, strides=2, padding="same", kernel_initializer=initializer, name=name, dtype=dtype)
+
+
 def num_upsamplings(image_size):
     """How many stride-2 layers separate a 4x4 map from `image_size` (64 -> 4)."""
     if (
@@ -51,15 +56,7 @@ def build_generator(image_size=64, z_dim=Z_DIM, gf_dim=GF_DIM, dtype=None):
     h = layers.ReLU(dtype=dtype)(h)
     for i in range(1, n + 1):
         last = i == n
-        h = layers.Conv2DTranspose(
-            3 if last else channels[i],
-            5,
-            strides=2,
-            padding="same",
-            kernel_initializer=_normal_init,
-            name=f"g_h{i}",
-            dtype=dtype,
-        )(h)
+        h = _stride_2(layers.Conv2DTranspose, 3 if last else channels[i], _normal_init, f"g_h{i}", dtype)(h)
         if not last:
             h = _batch_norm(f"g_bn{i}", dtype)(h)
             h = layers.ReLU(dtype=dtype)(h)
@@ -73,15 +70,7 @@ def build_discriminator(image_size=64, df_dim=DF_DIM, dtype=None):
     x = keras.Input(shape=(image_size, image_size, 3), name="images")
     h = x
     for i in range(n):
-        h = layers.Conv2D(
-            df_dim * 2**i,
-            5,
-            strides=2,
-            padding="same",
-            kernel_initializer=_conv_init,
-            name=f"d_h{i}_conv",
-            dtype=dtype,
-        )(h)
+        h = _stride_2(layers.Conv2D, df_dim * 2**i, _conv_init, f"d_h{i}_conv", dtype)(h)
         if i > 0:
             h = _batch_norm(f"d_bn{i}", dtype)(h)
         h = layers.LeakyReLU(negative_slope=0.2, dtype=dtype)(h)

@@ -34,6 +34,7 @@ the photo-space correction is small and a loose tolerance is accurate enough
 Without blending, the warped-back G(z) is pasted as it is (the original's
 M * y + (1 - M) * G(z), in the photo).
 """
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,9 @@ import numpy as np
 
 from .alignment import DEFAULT_LANDMARKS, align_all_faces
 from .errors import InputError, ignore_sigint
-from .images import (IMAGE_EXTENSIONS, check_output_folder, image_grid, read_image, read_rgb, save_image, to_float,
-                     to_uint8)
-from .masks import make_mask, uses_lowres
+from .images import check_output_folder, image_grid, read_rgb, save_image, to_float, to_uint8
+from .masks import check_photo_mask, load_photo_mask, make_mask, mask_path_for, mask_type_for, uses_lowres
+from .search import SearchOptions, search_options
 
 # Upscaling a 64x64 fill by 2-12x (a face in a photo is 130-750 px wide): bicubic
 # shows no bilinear diamonds. The guide is only a guide when blending.
@@ -82,29 +83,40 @@ class FaceCompletion:
 # ---------------------------------------------------------------- one photo
 
 
-def complete_photo(photo, generator, discriminator, *, mask=None, mask_type=None, center_scale=0.25,
-                   seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1, predictor_path=None, blend=True,
-                   name="the photo", **search):
+def complete_photo(photo, generator, discriminator, options=None, *, mask=None, mask_type=None, center_scale=0.25,
+                   seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1, predictor_path=None, name="the photo",
+                   progress=False, **settings):
     """Fill the hole of an RGB uint8 photo: (completed photo HxWx3 uint8, [FaceCompletion]).
 
     mask: H x W (or H x W x 1/3) array in photo coordinates, 1/True = keep, 0 = fill.
     mask_type: a mask type of the aligned face (default "center"), for every face;
     center_scale and seed shape it as in make_mask (face k uses seed + k).
     landmarks, upsample, predictor_path: how faces are found and aligned (alignment).
-    blend: Poisson blending (see the module's docstring); False pastes G(z) as it is.
-    name: how messages call the photo (a file name). `search` goes to completion.complete
-    (n_iter, approach, lam, weighted_context, batch_size, progress...).
+    name: how messages call the photo (a file name). options and `settings`: the search's
+    (search.search_options: n_iter, approach, lam...); its `blend` (default True here) is
+    the Poisson blending of the module's docstring; blend=False pastes G(z) as it is.
     Faces are listed largest first; all of them go into one batched search.
     """
+    options = photo_options(options, **settings)
     photo = _check_photo(photo, name)
-    size = int(generator.output_shape[1])
-    faces = find_faces(photo, size, landmarks=landmarks, upsample=upsample,
+    faces = find_faces(photo, _image_size(generator), landmarks=landmarks, upsample=upsample,
                        predictor_path=predictor_path, name=name)
     faces = plan_faces(photo, faces, mask=mask, mask_type=mask_type, center_scale=center_scale,
                        seed=seed, name=name)
-    fill_faces(faces, generator, discriminator, lowres=uses_lowres(mask_type), blend=blend,
-               seeds=seed + np.arange(len(faces)), **search)
-    return paste_faces(photo, faces, blend=blend), faces
+    fill_faces(faces, generator, discriminator, options, lowres=uses_lowres(mask_type),
+               seeds=seed + np.arange(len(faces)), progress=progress)
+    return paste_faces(photo, faces, blend=options.blend), faces
+
+
+def photo_options(options=None, **settings):
+    """The search options for photos: as search.search_options, but blending by default."""
+    return search_options(options or SearchOptions(blend=True), **settings)
+
+
+def _image_size(generator):
+    from .networks import image_size_of  # TensorFlow only once there is work for it
+
+    return image_size_of(generator)
 
 
 def find_faces(photo, size, *, landmarks=DEFAULT_LANDMARKS, upsample=1, predictor_path=None, name="the photo"):
@@ -126,17 +138,13 @@ def plan_faces(photo, faces, *, mask=None, mask_type=None, center_scale=0.25, se
     """
     height, width = photo.shape[:2]
     size = faces[0][0].shape[0]
-    if mask is not None:
-        if mask_type not in (None, "file"):
-            raise InputError(f"{name}: give a photo mask or a mask type ({mask_type}), not both")
-        hole = ~_check_mask(mask, (height, width), name)
+    mask_type = mask_type_for(mask_type, mask)
+    if mask_type == "file":
+        hole = ~check_photo_mask(mask, (height, width), name)
         if not hole.any():
             raise InputError(f"{name}: the mask has no hole (nothing to fill): 0/black marks the pixels to fill")
         crop_holes = [splat_hole(hole, matrix, size) for _, matrix in faces]
     else:
-        mask_type = mask_type or "center"
-        if mask_type == "file":
-            raise InputError(f"{name}: mask type 'file' needs a photo mask (--maskFile)")
         crop_holes = [make_mask(mask_type, size, center_scale=center_scale, seed=seed + k)[:, :, 0] == 0
                       for k in range(len(faces))]
         hole = np.zeros((height, width), bool)
@@ -165,11 +173,14 @@ def plan_faces(photo, faces, *, mask=None, mask_type=None, center_scale=0.25, se
     return planned
 
 
-def fill_faces(faces, generator, discriminator, *, lowres=False, blend=True, seeds=None, **search):
+def fill_faces(faces, generator, discriminator, options=None, *, lowres=False, seeds=None, on_snapshot=None,
+               progress=False, **settings):
     """Complete the crops of the faces that fill something, in one batched search; sets
-    each one's `generated` and `completed`. Returns the CompletionResult (or None)."""
+    each one's `generated` and `completed` (Poisson-blended with the options' blend, once
+    at the end). Returns the CompletionResult (or None)."""
     from .completion import Interrupted, complete  # TensorFlow only once there is work for it
 
+    options = photo_options(options, **settings)
     todo = [f for f in faces if f.filled]
     if not todo:
         return None
@@ -178,15 +189,16 @@ def fill_faces(faces, generator, discriminator, *, lowres=False, blend=True, see
     if seeds is not None:
         seeds = np.asarray(seeds)[[i for i, f in enumerate(faces) if f.filled]]
     try:
-        result = complete(crops, masks, generator, discriminator, lowres=lowres, seeds=seeds, **search)
+        result = complete(crops, masks, generator, discriminator, search_options(options, blend=False), lowres=lowres,
+                          seeds=seeds, on_snapshot=on_snapshot, progress=progress)
     except Interrupted as stop:  # each face as it stands, then stop
         restore_sigint = ignore_sigint()
         try:
-            _set_fills(todo, crops, masks, stop.result, blend)
+            _set_fills(todo, crops, masks, stop.result, options.blend)
         finally:
             restore_sigint()
         raise
-    _set_fills(todo, crops, masks, result, blend)
+    _set_fills(todo, crops, masks, result, options.blend)
     return result
 
 
@@ -314,47 +326,6 @@ def _check_photo(photo, name):
     return photo
 
 
-def _check_mask(mask, shape, name):
-    """A photo mask as H x W bool, True = keep."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] in (1, 3):
-        mask = mask.min(axis=2)  # a pixel is kept only if every channel keeps it
-    if mask.ndim != 2 or mask.shape != tuple(shape):
-        got = "x".join(map(str, mask.shape[1::-1])) if mask.ndim >= 2 else str(mask.shape)
-        hint = " (it fits the photo turned sideways: was the mask drawn before an EXIF rotation?)" \
-            if mask.ndim == 2 and mask.shape == tuple(shape)[::-1] else ""
-        raise InputError(f"{name}: the mask is {got} but the photo is {shape[1]}x{shape[0]}{hint}: "
-                         "give a mask of the photo's size")
-    if mask.dtype != bool:
-        if not np.isin(mask, (0, 1)).all():
-            raise InputError(f"{name}: a photo mask holds 1/True (keep) and 0/False (fill) only; "
-                             "read a mask image with load_photo_mask")
-        mask = mask == 1
-    return mask
-
-
-def load_photo_mask(path, photo_shape, photo_name="the photo"):
-    """A mask image for a photo as H x W bool (white = keep, black = fill, grey thresholded
-    at 50%), turned upright by its EXIF tag as photos are. Its size must be the photo's."""
-    try:
-        grey = np.asarray(read_image(path, "L"))
-    except InputError as e:  # its message names the file
-        raise InputError(f"mask file {e}") from None
-    return _check_mask(grey >= 128, photo_shape[:2], f"{photo_name} (mask file {path})")
-
-
-def mask_path_for(mask_file, photo_path):
-    """The mask image of a photo: `mask_file` itself, or in a folder the file named as the photo."""
-    mask_file = Path(mask_file)
-    if not mask_file.is_dir():
-        return mask_file
-    stem = Path(photo_path).stem
-    for p in sorted(mask_file.iterdir()):
-        if p.is_file() and p.stem == stem and p.suffix.lower() in IMAGE_EXTENSIONS:
-            return p
-    raise InputError(f"mask folder {mask_file} has no mask for {photo_path} (expected {stem}.png, .jpg or .jpeg)")
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -365,9 +336,9 @@ class PhotoOutput:
     faces: list  # [FaceCompletion], largest first
 
 
-def complete_photo_files(inputs, generator, discriminator, out_dir="completions", *, mask_type=None,
+def complete_photo_files(inputs, generator, discriminator, out_dir="completions", options=None, *, mask_type=None,
                          mask_file=None, center_scale=0.25, seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1,
-                         predictor_path=None, blend=True, progress=False, **search):
+                         predictor_path=None, progress=False, **settings):
     """Complete the faces of photo files: `out_dir/<photo name>.png` per photo, and
     `out_dir/faces/<photo name>-<k>.png` per completed face (aligned crop, masked crop,
     completed crop, side by side). Returns [PhotoOutput].
@@ -377,45 +348,48 @@ def complete_photo_files(inputs, generator, discriminator, out_dir="completions"
     photo is read, aligned and masked before the search starts, so a bad input stops the
     run at once; then the faces of all photos are completed in one batched search.
     Outputs are PNG (lossless: pixels outside the hole stay the input's exactly).
+    options and `settings`: the search's, as for complete_photo.
     """
     from .completion import Interrupted
     from .completion_files import expand_inputs
-    from tqdm import tqdm
 
+    options = photo_options(options, **settings)
+    mask_type = mask_type_for(mask_type, mask_file)
     check_output_folder(out_dir, "--outDir")
     paths = expand_inputs(inputs)
-    stems = [p.stem for p in paths]
-    twice = sorted({s for s in stems if stems.count(s) > 1})
-    if twice:
-        raise InputError(f"two inputs are named {twice[0]}: outputs are named after the inputs, rename one")
-    if mask_file is not None and mask_type not in (None, "file"):
-        raise InputError(f"--maskFile goes with --maskType file (or no --maskType), not {mask_type}")
-    size = int(generator.output_shape[1])
-    photos, plans, seeds = [], [], []
-    for path in tqdm(paths, desc="finding faces", unit="photo", disable=not progress):
-        photo = read_rgb(path)
-        mask = None if mask_file is None else load_photo_mask(mask_path_for(mask_file, path), photo.shape, path)
-        first = seed + len(seeds)
-        faces = find_faces(photo, size, landmarks=landmarks, upsample=upsample,
-                           predictor_path=predictor_path, name=str(path))
-        faces = plan_faces(photo, faces, mask=mask, mask_type=mask_type, center_scale=center_scale,
-                           seed=first, name=str(path))
-        photos.append(photo)
-        plans.append(faces)
-        seeds.extend(first + np.arange(len(faces)))
-
+    find = functools.partial(find_faces, size=_image_size(generator), landmarks=landmarks, upsample=upsample,
+                             predictor_path=predictor_path)
+    photos, plans, seeds = _plan_photos(paths, find, mask_type, mask_file, center_scale, seed, progress)
     everyone = [face for faces in plans for face in faces]
     try:
-        fill_faces(everyone, generator, discriminator, lowres=uses_lowres(mask_type), blend=blend, seeds=seeds,
-                   progress=progress, **search)
+        fill_faces(everyone, generator, discriminator, options, lowres=uses_lowres(mask_type), seeds=seeds,
+                   progress=progress)
     except Interrupted as stop:
         restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
         try:
-            _write_photos(out_dir, paths, photos, plans, blend)
+            _write_photos(out_dir, paths, photos, plans, options.blend)
         finally:
             restore_sigint()
         raise KeyboardInterrupt(f"{stop}; kept the current state of every photo ({len(paths)}) in {out_dir}/") from None
-    return _write_photos(out_dir, paths, photos, plans, blend)
+    return _write_photos(out_dir, paths, photos, plans, options.blend)
+
+
+def _plan_photos(paths, find, mask_type, mask_file, center_scale, seed, progress):
+    """Every photo read, its faces found (by `find`) and planned: (photos, [[FaceCompletion]],
+    seeds), face k of the run taking seed + k."""
+    from tqdm import tqdm
+
+    photos, plans, seeds = [], [], []
+    for path in tqdm(paths, desc="finding faces", unit="photo", disable=not progress):
+        photo = read_rgb(path)
+        mask = load_photo_mask(mask_path_for(mask_file, path), photo.shape, path) if mask_type == "file" else None
+        first = seed + len(seeds)
+        faces = plan_faces(photo, find(photo, name=str(path)), mask=mask, mask_type=mask_type,
+                           center_scale=center_scale, seed=first, name=str(path))
+        photos.append(photo)
+        plans.append(faces)
+        seeds.extend(first + np.arange(len(faces)))
+    return photos, plans, seeds
 
 
 def _write_photos(out_dir, paths, photos, plans, blend):

@@ -9,6 +9,9 @@ lands on one Keras weight by name.
 
     prefix = find_tf1_checkpoint("checkpoint")       # None unless it is a TF1 checkpoint
     generator, discriminator = load_tf1_models(prefix)
+
+Only reading: checkpoints.load_models picks this reader for a TF1 checkpoint, and
+checkpoints.convert_tf1_checkpoint writes one in this project's format.
 """
 import os
 import re
@@ -16,9 +19,7 @@ import re
 import tensorflow as tf
 
 from . import networks
-from .checkpoints import damaged, quiet_tf_logging
-from .images import check_output_folder
-from .errors import InputError
+from .errors import InputError, damaged, quiet_tf_logging
 
 _BATCH_NORM_WEIGHTS = ("beta", "gamma", "moving_mean", "moving_variance")
 _SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
@@ -99,13 +100,12 @@ def _tf1_to_keras(generator, discriminator, later_naming):
             targets[f"{scope}/{weight}"] = getattr(layer, weight)
 
     g, d = generator.get_layer, discriminator.get_layer
-    n = networks.num_upsamplings(networks.image_size_of(generator))
+    n = networks.num_upsamplings(networks.image_size_of(generator))  # D's images are G's
     dense("generator/g_h0_lin", g("g_h0_lin"))
     for i in range(n):
         batch_norm(f"generator/g_bn{i}", g(f"g_bn{i}"))
         conv(f"generator/g_h{i + 1}", g(f"g_h{i + 1}"))
 
-    n = networks.num_upsamplings(int(discriminator.input_shape[1]))
     shift = 1 if later_naming else 0
     for i in range(n):
         conv(f"discriminator/d_h{i}_conv", d(f"d_h{i}_conv"))
@@ -188,7 +188,7 @@ def load_tf1_models(prefix, dtype=None):
     return generator, discriminator
 
 
-def _why_not_tf1(path):
+def why_not_tf1(path):
     """Why `path` holds no TF1 checkpoint, in words that say what to give instead."""
     path = os.fspath(path)
     expected = "a folder holding the original's `checkpoint` file, or a prefix such as checkpoint/DCGAN.model-60502"
@@ -204,24 +204,3 @@ def _why_not_tf1(path):
     if shapes is None:
         return f"no checkpoint at {prefix} ({prefix}.index is missing or unreadable): give {expected}"
     return f"{prefix} is already in this project's format (a TF2 checkpoint), not a TF1 one"
-
-
-def convert_tf1_checkpoint(source, out):
-    """Write the TF1 checkpoint at `source` into folder `out` in this project's format.
-
-    The result, `out/DCGAN.model-N` (N from the TF1 name), holds the two networks and
-    is what `checkpoints.load_models(out)` reads. Returns its prefix.
-    """
-    from .checkpoints import checkpoint_manager, named_weights
-
-    prefix = find_tf1_checkpoint(source)
-    if prefix is None:
-        raise InputError(_why_not_tf1(source))
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"{out} is a file: give a new or empty folder to convert into")
-    check_output_folder(out, "output folder")
-    if os.path.exists(os.path.join(out, "checkpoint")):
-        raise InputError(f"{out} already holds a checkpoint: give a new or empty folder to convert into")
-    generator, discriminator = load_tf1_models(prefix)
-    checkpoint = tf.train.Checkpoint(generator=named_weights(generator), discriminator=named_weights(discriminator))
-    return checkpoint_manager(checkpoint, out).save(checkpoint_number=tf1_checkpoint_step(prefix))

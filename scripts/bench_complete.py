@@ -34,7 +34,8 @@ from dcgan_completion.completion import complete  # noqa: E402
 from dcgan_completion.images import list_images, load_image  # noqa: E402
 from dcgan_completion.masks import make_masks  # noqa: E402
 from dcgan_completion.metrics import psnr  # noqa: E402
-from dcgan_completion.networks import build_discriminator, build_generator  # noqa: E402
+from dcgan_completion.networks import build_discriminator, build_generator, image_size_of, z_dim_of  # noqa: E402
+from dcgan_completion.search import SearchOptions  # noqa: E402
 
 
 # ---- the baseline: the original's complete.py structure ------------------------------
@@ -50,8 +51,8 @@ def baseline_graph(generator, discriminator, lam):
     graph = tf.Graph()
     with graph.as_default():
         v1 = tf.compat.v1
-        size = int(generator.output_shape[1])
-        z = v1.placeholder(tf.float32, [None, int(generator.input_shape[-1])], name="z")
+        size = image_size_of(generator)
+        z = v1.placeholder(tf.float32, [None, z_dim_of(generator)], name="z")
         images = v1.placeholder(tf.float32, [None, size, size, 3], name="images")
         mask = v1.placeholder(tf.float32, [None, size, size, 3], name="mask")
         batch = tf.shape(z)[0]
@@ -95,7 +96,7 @@ def run_baseline(generator, discriminator, images, masks, n_iter, batch_size=64,
     graph, (z_ph, images_ph, mask_ph), fetches = baseline_graph(generator, discriminator, lam)
     with tf.compat.v1.Session(graph=graph) as sess:
         rng = np.random.default_rng(0)
-        zhats = rng.uniform(-1, 1, (len(images), int(generator.input_shape[-1]))).astype(np.float32)
+        zhats = rng.uniform(-1, 1, (len(images), z_dim_of(generator))).astype(np.float32)
         v = np.zeros_like(zhats)
         sess.run(fetches, {z_ph: zhats, images_ph: images, mask_ph: masks})  # warm-up
         start = time.perf_counter()
@@ -111,7 +112,7 @@ def run_baseline(generator, discriminator, images, masks, n_iter, batch_size=64,
 def check_baseline(generator, discriminator):
     """Max |G_baseline - G_keras| on a few z: the baseline computes the same networks."""
     graph, (z_ph, images_ph, mask_ph), (_, _, generated) = baseline_graph(generator, discriminator, 0.1)
-    z = np.random.default_rng(1).uniform(-1, 1, (4, int(generator.input_shape[-1]))).astype(np.float32)
+    z = np.random.default_rng(1).uniform(-1, 1, (4, z_dim_of(generator))).astype(np.float32)
     with tf.compat.v1.Session(graph=graph) as sess:
         ours = sess.run(generated, {z_ph: z})
     return float(np.abs(ours - generator(z, training=False).numpy()).max())
@@ -137,7 +138,7 @@ def same_weights(source, target):
 
 def speed(args):
     f32 = models(args.checkpoint, "float32", args.image_size)
-    size = int(f32[0].output_shape[1])
+    size = image_size_of(f32[0])
     rng = np.random.default_rng(0)
     n = args.n_images or args.batch_size
     images = rng.uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
@@ -146,17 +147,17 @@ def speed(args):
           f"weights: {args.checkpoint or 'random'}; best of {args.repeats} runs each, interleaved; "
           f"baseline G - Keras G: max {check_baseline(*f32):.1e}")
     ours = {p: f32 if p == "float32" else same_weights(f32, models(None, p, size)) for p in args.precisions}
-    kw = dict(approach="momentum", n_iter=args.iterations, out_interval=args.out_interval,
-              batch_size=args.batch_size)
+    options = SearchOptions(approach="momentum", n_iter=args.iterations, out_interval=args.out_interval,
+                            batch_size=args.batch_size)
     for pair in ours.values():
-        complete(images[:2], masks[:2], *pair, **{**kw, "n_iter": 2})  # trace once
+        complete(images[:2], masks[:2], *pair, options, n_iter=2)  # trace once
     best = {}
     for _ in range(args.repeats):
         seconds, _ = run_baseline(*f32, images, masks, args.iterations, args.batch_size)
         best["baseline"] = min(best.get("baseline", np.inf), seconds)
         for precision, pair in ours.items():
             start = time.perf_counter()
-            complete(images, masks, *pair, **kw)
+            complete(images, masks, *pair, options)
             best[precision] = min(best.get(precision, np.inf), time.perf_counter() - start)
     work = n * args.iterations
     base_rate = work / best["baseline"]
@@ -172,7 +173,7 @@ def quality(args):
     if not (args.checkpoint and args.images):
         sys.exit("--psnr needs --checkpoint and --images")
     f32 = models(args.checkpoint, "float32", None)
-    size = int(f32[0].output_shape[1])
+    size = image_size_of(f32[0])
     paths = list_images(args.images)[: args.n]
     images = np.stack([load_image(p, size) for p in paths])
     print(f"{len(images)} images from {args.images}, {args.n_iter} iterations, lam {args.lam}, "

@@ -39,6 +39,7 @@ from dcgan_completion.completion import complete  # noqa: E402
 from dcgan_completion.errors import InputError  # noqa: E402
 from dcgan_completion.images import list_images, load_image, to_uint8  # noqa: E402
 from dcgan_completion.masks import make_masks, uses_lowres  # noqa: E402
+from dcgan_completion.networks import image_size_of, z_dim_of  # noqa: E402
 from dcgan_completion.metrics import (  # noqa: E402
     face_descriptors, face_realism, identity_distance, psnr, same_person_fraction, ssim)
 
@@ -108,7 +109,7 @@ def evaluate(images, truth_descriptors, mask_type, generator, discriminator, arg
 
 def sample_faces(generator, n, seed, batch_size):
     """n faces G(z), z ~ U(-1, 1) drawn from `seed`, batch-norm in inference mode: float32 [-1, 1]."""
-    z = np.random.default_rng(seed).uniform(-1, 1, (n, generator.input_shape[1])).astype(np.float32)
+    z = np.random.default_rng(seed).uniform(-1, 1, (n, z_dim_of(generator))).astype(np.float32)
     return np.concatenate([np.asarray(generator(z[i : i + batch_size], training=False), np.float32)
                            for i in range(0, n, batch_size)])
 
@@ -116,7 +117,7 @@ def sample_faces(generator, n, seed, batch_size):
 def realism(args):
     """Print the face realism of N samples of the model against the first N faces of the folder."""
     generator, _ = load_models(args.checkpointDir, dtype=args.precision)
-    size = generator.output_shape[1]
+    size = image_size_of(generator)
     real = load_faces(args.folder, args.n, size)
     if len(real) < 2:
         raise InputError(f"{args.folder} holds {len(real)} image: face realism needs at least 2")
@@ -139,7 +140,7 @@ def load_faces(folder, n, size):
 def completion_quality(args):
     """Print one row per mask type and method."""
     generator, discriminator = load_models(args.checkpointDir, dtype=args.precision)
-    size = generator.output_shape[1]
+    size = image_size_of(generator)
     images = load_faces(args.folder, args.n, size)
     print(f"{len(images)} images from {args.folder}, {size}x{size}; model {args.checkpointDir or 'shipped'}; "
           f"{args.approach}, {args.nIter} iterations, lam {args.lam}, {args.precision}")

@@ -10,6 +10,7 @@ import argparse
 import numpy as np
 
 from dcgan_completion.checkpoints import SHIPPED_WEIGHTS, load_models, save_weights_file
+from dcgan_completion.networks import z_dim_of
 
 
 def main(argv=None):
@@ -19,7 +20,7 @@ def main(argv=None):
     p.add_argument("--float32", action="store_true", help="store float32 instead of float16")
     args = p.parse_args(argv)
     generator, discriminator = load_models(args.checkpoint)
-    z = np.random.default_rng(0).uniform(-1, 1, (4, generator.input_shape[-1])).astype(np.float32)
+    z = np.random.default_rng(0).uniform(-1, 1, (4, z_dim_of(generator))).astype(np.float32)
     save_weights_file(generator, discriminator, args.out, np.float32 if args.float32 else np.float16, reference_z=z)
     print(f"wrote {args.out}")
 

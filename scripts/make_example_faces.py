@@ -10,6 +10,7 @@ import numpy as np
 
 from dcgan_completion.checkpoints import load_models
 from dcgan_completion.images import save_image
+from dcgan_completion.networks import z_dim_of
 
 
 def main(argv=None):
@@ -19,7 +20,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     generator, _ = load_models()
     for seed in args.seeds:
-        z = np.random.default_rng(seed).uniform(-1, 1, (1, generator.input_shape[-1])).astype(np.float32)
+        z = np.random.default_rng(seed).uniform(-1, 1, (1, z_dim_of(generator))).astype(np.float32)
         save_image(f"{args.out}/generated-{seed}.png", generator(z, training=False).numpy()[0])
         print(f"wrote {args.out}/generated-{seed}.png")
 

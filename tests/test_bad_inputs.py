@@ -20,7 +20,7 @@ from PIL import Image
 import dcgan_completion
 from dcgan_completion import alignment, checkpoints, data, training
 from dcgan_completion.checkpoints import load_models, named_weights
-from dcgan_completion.cli import align, complete, convert, gif, train
+from dcgan_completion.cli import align, complete, convert, gif, serve, train
 from dcgan_completion.errors import InputError
 from dcgan_completion.images import read_rgb, save_image
 from dcgan_completion.masks import load_mask
@@ -65,14 +65,6 @@ def one_error(main, capsys, prog, *argv):
     assert code == 2, err
     assert len(err) == 1 and err[0].startswith(f"{prog}: error: "), err
     return err[0]
-
-
-@pytest.fixture(autouse=True)
-def restore_grappler_options():
-    # dcgan-complete switches grappler's remapper off for its process; keep it to these tests.
-    saved = tf.config.optimizer.get_experimental_options()
-    yield
-    tf.config.optimizer.set_experimental_options({"remapping": saved.get("remapping", True)})
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +318,31 @@ def test_a_garbage_checkpoint_state_file_prints_only_the_error(tmp_path, capfd):
     assert "ParseError" not in "".join(capfd.readouterr())
 
 
+def test_importing_the_tools_changes_no_process_wide_setting():
+    # Issue 13: no umask, environment variable or TensorFlow option set at import; the
+    # tools set what they need in main() (cli.import_tensorflow).
+    probe = ("import os, sys\n"
+             "calls, real_umask = [], os.umask\n"
+             "os.umask = lambda mask: calls.append(mask) or real_umask(mask)\n"
+             "import dcgan_completion.images, dcgan_completion.cli.complete, dcgan_completion.cli.serve\n"
+             "import dcgan_completion.cli.align, dcgan_completion.cli.gif, dcgan_completion.cli.convert\n"
+             "print(calls, os.environ.get('TF_CPP_MIN_LOG_LEVEL'), 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.stdout.split() == ["[]", "None", "False"], done.stderr
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        save_image(tmp_path / "face.png", np.zeros((8, 8, 3), np.uint8))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "face.png").stat().st_mode & 0o777 == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["face.png"]  # no temporary file left
+
+
 def test_train_dcgan_errors_come_without_tensorflows_start_up_lines(tmp_path):
     done = subprocess.run([sys.executable, "-m", "dcgan_completion.cli.train", "--dataset", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
@@ -371,8 +388,11 @@ def test_align_faces_on_a_folder_of_non_images_fails(tmp_path, capsys):
 @pytest.mark.parametrize("main, prog, argv, message", [
     (complete.main, "dcgan-complete", ["x.png", "--nIter", "-3"], "argument --nIter/--n-iter: must be >= 0, got -3"),
     (train.main, "train-dcgan", ["--dataset", "d", "--batch_size", "0"], "argument --batch_size/--batch-size: must be"),
-    (align.main, "align-faces", ["in", "out", "--size", "1"], "argument --size: must be at least 8 pixels, got 1"),
+    (align.main, "align-faces", ["in", "out", "--size", "1"], "argument --size: must be >= 8, got 1"),
     (gif.main, "make-gif", ["frames"], "the following arguments are required: -o/--output"),
+    (gif.main, "make-gif", ["frames", "-o", "x.gif", "--delay", "-1"], "argument --delay: must be >= 0, got -1"),
+    (serve.main, "dcgan-serve", ["--port", "70000"], "argument --port: must be >= 0 and <= 65535, got 70000"),
+    (serve.main, "dcgan-serve", ["--max-iter", "many"], "argument --max-iter: expected a whole number, got 'many'"),
     (convert.main, "dcgan-convert", [], "the following arguments are required: TF1_CHECKPOINT, OUT"),
 ])
 def test_flag_errors_are_one_line(capsys, main, prog, argv, message):

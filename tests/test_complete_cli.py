@@ -14,11 +14,15 @@ SIZE = 16
 
 
 @pytest.fixture(autouse=True)
-def restore_grappler_options():
-    # The CLI switches grappler's remapper off for its process; keep it to these tests.
-    saved = tf.config.optimizer.get_experimental_options()
+def grappler_options_stay():
+    # The search turns grappler's remapper off for itself only: the tool leaves the
+    # process's options as they were (an unset remapping is on, as True is).
+    def options():
+        return {"remapping": True, **tf.config.optimizer.get_experimental_options()}
+
+    before = options()
     yield
-    tf.config.optimizer.set_experimental_options({"remapping": saved.get("remapping", True)})
+    assert options() == before
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +101,10 @@ def test_one_batch_writes_the_originals_layout(tmp_path, checkpoint, inputs, cap
     out = tmp_path / "out"
     code, _, err = complete([inputs / "face0.png", inputs / "face1.png", "--checkpointDir", checkpoint,
                              "--imgSize", SIZE, "--nIter", 2, "--outInterval", 50, "--outDir", out,
-                             "--maskType", "lowres", "--weightedContext"], capsys)
+                             "--maskType", "lowres", "--weightedContext", "--approach", "momentum", "--beta1", "0.5"],
+                            capsys)
     assert code == 0
+    assert "dcgan-complete: warning: --beta1 is for --approach adam: ignored with --approach momentum" in err
     for name in ("before.png", "masked.png", "lowres.png", "hats_imgs/0000.png", "hats_imgs/0000.lowres.png",
                  "hats_imgs/0002.png", "completed/0000.png", "completed/0002.png", "logs/hats_01.log",
                  "final/face0.png", "final/face1.png"):
@@ -149,7 +155,7 @@ def error_of(args, capsys):
     (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "file", "--maskFile", t / "black.png"],
      "keeps no pixel"),
     (lambda t, ck, inp: [inp, "--nIter", "-3"], "argument --nIter/--n-iter: must be >= 0, got -3"),
-    (lambda t, ck, inp: [inp, "--lr", "fast"], "argument --lr: expected a float, got 'fast'"),
+    (lambda t, ck, inp: [inp, "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
     (lambda t, ck, inp: [inp, "--momentum", "1"], "argument --momentum: must be >= 0 and < 1, got 1"),
     (lambda t, ck, inp: [inp, "--maskType", "ring"], "argument --maskType/--mask-type: invalid choice"),
     (lambda t, ck, inp: [inp, "--checkpointDir", ck, "--imgSize", 16, "--maskType", "left", "--maskFile", t / "black.png"],
@@ -185,3 +191,33 @@ def test_blend_keeps_known_pixels_and_smooths_the_seam(tmp_path):
     np.testing.assert_array_equal(blended.generated, pasted.generated)
     np.testing.assert_allclose(blended.completed, poisson_blend(images, pasted.generated, mask), atol=1e-6)
     assert np.abs(blended.completed - pasted.completed)[~known].mean() > 1e-3
+
+
+@pytest.mark.parametrize("flags, hardware, expected", [
+    ([], None, None),  # auto, on this machine: whatever training.default_precision() says
+    ([], "mixed_bfloat16", "mixed_bfloat16"),  # auto where the hardware computes bf16 natively
+    (["--precision", "auto"], "float32", "float32"),
+    (["--precision", "float32"], "mixed_bfloat16", "float32"),
+    (["--precision", "mixed_bfloat16"], "float32", "mixed_bfloat16"),
+])
+def test_precision_auto_follows_the_hardware_and_a_flag_is_obeyed(tmp_path, checkpoint, inputs, capsys, monkeypatch,
+                                                                  flags, hardware, expected):
+    from dcgan_completion import completion, training
+
+    if hardware is None:
+        expected = training.default_precision()
+    else:
+        monkeypatch.setattr(training, "default_precision", lambda: hardware)
+    policies, real_complete = [], completion.complete
+
+    def spy(images, masks, generator, discriminator, *args, **kwargs):
+        # The dtype policies of the networks the search runs.
+        policies.append({generator.get_layer("g_h1").dtype_policy.name,
+                         discriminator.get_layer("d_h0_conv").dtype_policy.name})
+        return real_complete(images, masks, generator, discriminator, *args, **kwargs)
+
+    monkeypatch.setattr(completion, "complete", spy)
+    code, out, _ = complete([inputs / "face0.png", "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 1,
+                             "--outDir", tmp_path / "out", *flags], capsys)
+    assert code == 0 and policies == [{expected}]
+    assert out.strip().endswith(f"computed in {expected})")

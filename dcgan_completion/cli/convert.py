@@ -22,7 +22,7 @@ def parse_args(argv=None):
 
 def convert(args):
     import_tensorflow()
-    from ..tf1_checkpoint import convert_tf1_checkpoint
+    from ..checkpoints import convert_tf1_checkpoint
 
     prefix = convert_tf1_checkpoint(args.tf1_checkpoint, args.out)
     print(f"wrote {prefix}")

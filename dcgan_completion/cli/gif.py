@@ -1,8 +1,6 @@
 """`make-gif FRAMES_DIR -o out.gif [--delay 10] [--loop 0]`: an animation of a folder of
 frames (e.g. a completion's `completed/`), as `convert -delay 10 -loop 0 *.png out.gif`."""
-import argparse
-
-from . import ArgumentParser, run
+from . import ArgumentParser, number, run
 
 
 def make_gif(frames_dir, output, delay=10, loop=0):
@@ -15,23 +13,13 @@ def make_gif(frames_dir, output, delay=10, loop=0):
     return len(frames)
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def main(argv=None):
     parser = ArgumentParser(prog="make-gif", description=__doc__.split("\n\n")[0])
     parser.add_argument("frames_dir", metavar="FRAMES_DIR", help="folder of .png/.jpg frames, shown in name order")
     parser.add_argument("-o", "--output", required=True, help="the GIF to write")
-    parser.add_argument("--delay", type=_non_negative_int, default=10,
+    parser.add_argument("--delay", type=number(int, minimum=0), default=10,
                         help="time per frame in hundredths of a second, as convert's -delay (default 10)")
-    parser.add_argument("--loop", type=_non_negative_int, default=0,
+    parser.add_argument("--loop", type=number(int, minimum=0), default=0,
                         help="times to repeat, 0 = forever (default 0)")
     args = parser.parse_args(argv)
     count = run("make-gif", make_gif, args.frames_dir, args.output, args.delay, args.loop)

@@ -1,22 +1,20 @@
 """`dcgan-serve`: a local web page for completing faces in photos: open a photo, paint the
 hole, press Complete and watch the search fill it (dcgan_completion.web)."""
-import argparse
 import errno
 import os
 import socket
 
 from ..errors import InputError
-from . import run
-from .complete import _number, _quiet_tensorflow
+from . import ArgumentParser, import_tensorflow, number, run
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="dcgan-serve", description=__doc__.split("\n\n")[0])
-    count, positive = _number(int, 1), _number(float, 0, low_open=True)
+    p = ArgumentParser(prog="dcgan-serve", description=__doc__.split("\n\n")[0])
+    count, positive = number(int, minimum=1), number(float, above=0)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 lets the whole "
                         "network in, with no password)")
-    p.add_argument("--port", type=_number(int, 0, 65535), default=8000, help="port (default 8000; 0 = any free one)")
+    p.add_argument("--port", type=number(int, minimum=0, maximum=65535), default=8000, help="port (default 8000; 0 = any free one)")
     p.add_argument("--checkpointDir", "--checkpoint-dir", default=None,
                    help="checkpoint folder or prefix from train-dcgan (default: the face model shipped with the package)")
     p.add_argument("--max-upload-mb", type=positive, default=20.0, help="largest upload accepted (default 20 MB)")
@@ -53,7 +51,7 @@ def serve_command(args):
         raise InputError(f"dcgan-serve needs the web extra ({e.name} is missing): "
                          "pip install 'dcgan-completion[web]'") from None
     sock = listen(args.host, args.port)
-    _quiet_tensorflow()
+    import_tensorflow()
     from ..checkpoints import load_models
 
     generator, discriminator = load_models(args.checkpointDir)

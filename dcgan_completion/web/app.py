@@ -52,128 +52,157 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 def create_app(generator, discriminator, *, max_upload_bytes=20_000_000, max_pixels=12_000_000, max_iter=3000,
                max_waiting=8, keep=8, ttl=3600.0):
-    """The application for one loaded model pair; its lifespan starts and stops the search worker."""
-    size = int(generator.output_shape[1])
+    """The application for one loaded model pair; its lifespan starts and stops the search worker.
+
+    What the handlers share is in app.state: the model's size, the page's files, the
+    examples, the limits, the photo store and the job queue."""
+    from ..networks import image_size_of  # TensorFlow: dcgan-serve loads it (quietly) after importing this
+
     package = resources.files(__package__)
-    static = {name: (package / "static" / name).read_bytes() for name in _STATIC}
-    examples = {p.name: p.read_bytes() for p in sorted((package / "examples").iterdir(), key=lambda p: p.name)
-                if p.name.endswith(".png")}
-    photos = PhotoStore(keep=2 * keep, ttl=ttl)
-    queue = JobQueue(generator, discriminator, max_waiting=max_waiting, keep=keep, ttl=ttl)
-
-    async def page(request):
-        return Response(static["index.html"], media_type=_STATIC["index.html"])
-
-    async def static_file(request):
-        name = request.path_params["name"]
-        if name not in static:
-            raise NotFound(f"no file {name}")
-        return Response(static[name], media_type=_STATIC[name])
-
-    async def config(request):
-        return JSONResponse({"size": size, "examples": list(examples), "presets": list(PRESET_MASKS),
-                             "default_iterations": min(DEFAULT_ITERATIONS, max_iter), "max_iterations": max_iter,
-                             "max_upload_mb": max_upload_bytes / 1e6, "max_megapixels": max_pixels / 1e6})
-
-    async def example(request):
-        return Response(_example(examples, request.path_params["name"]), media_type="image/png")
-
-    async def preset_mask(request):
-        mask_type = request.path_params["mask_type"]
-        if mask_type not in PRESET_MASKS:
-            raise NotFound(f"unknown preset mask {mask_type!r}: choose one of {', '.join(PRESET_MASKS)}")
-        seed = _whole_number(request.query_params.get("seed", "0"), "seed", 0, 2**31 - 1)
-        return Response(encode_png(to_uint8(2 * make_mask(mask_type, size, seed=seed) - 1)), media_type="image/png")
-
-    async def open_photo(request):
-        form = await request.form(max_files=1, max_fields=4)
-        upload, name = form.get("photo"), form.get("example")
-        if (upload is None) == (name is None):
-            raise InputError("send a photo (an image file) or the name of an example, one of the two")
-        if name is not None:
-            data, label = _example(examples, name), name
-        elif isinstance(upload, UploadFile):
-            data, label = await upload.read(), client_label(upload.filename, "the photo")
-        else:
-            raise InputError("photo: send the image as a file (multipart/form-data)")
-        photo = photos.add(await run_in_threadpool(read_photo, data, label, max_pixels))
-        return JSONResponse(_photo_json(photo, size), status_code=201)
-
-    async def photo_png(request):
-        return Response(photos.get(request.path_params["photo_id"]).png, media_type="image/png")
-
-    async def submit(request):
-        form = await request.form(max_files=1, max_fields=8)
-        photo = photos.get(_text(form, "photo", required=True))
-        n_iter = _whole_number(_text(form, "n_iter") or str(min(DEFAULT_ITERATIONS, max_iter)), "iterations",
-                               1, max_iter)
-        seed = _whole_number(_text(form, "seed") or "0", "seed", 0, 2**31 - 1)
-        blend = _switch(_text(form, "blend") or "on", "blend")
-        mask_type = _text(form, "mask_type") or None
-        keep = None
-        upload = form.get("mask")
-        if upload is not None:
-            if not isinstance(upload, UploadFile):
-                raise InputError("mask: send the mask as an image file (PNG of the photo's size, white = keep)")
-            data = await upload.read()
-            keep = await run_in_threadpool(read_mask, data, photo, max_pixels,
-                                           client_label(upload.filename, "the mask"))
-        job = await run_in_threadpool(plan_job, photo, size, keep=keep, mask_type=mask_type, n_iter=n_iter,
-                                      blend=blend, seed=seed)
-        queue.submit(job)
-        return JSONResponse(_job_json(job, queue), status_code=202)
-
-    async def job_status(request):
-        return JSONResponse(_job_json(queue.get(request.path_params["job_id"]), queue), headers=_NO_STORE)
-
-    async def cancel(request):
-        return JSONResponse(_job_json(queue.cancel(request.path_params["job_id"]), queue))
-
-    async def events(request):
-        job = queue.get(request.path_params["job_id"])
-        return StreamingResponse(_event_stream(job, queue), media_type="text/event-stream", headers=_NO_STORE)
-
-    async def job_file(request):
-        job = queue.get(request.path_params["job_id"])
-        name = request.path_params["name"]
-        if name == "before.png":
-            return Response(job.photo.png, media_type="image/png")
-        data = {"preview.png": job.preview_png, "result.png": job.result_png, "completion.gif": job.gif}.get(name)
-        if data is None:
-            raise NotFound(f"job {job.id} has no {name} ({job.state})")
-        headers = dict(_NO_STORE)
-        if name == "result.png" and request.query_params.get("download"):
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", job.photo.name.rsplit(".", 1)[0])[:60] or "photo"
-            headers["Content-Disposition"] = f'attachment; filename="{stem}-completed.png"'
-        return Response(data, media_type="image/gif" if name.endswith(".gif") else "image/png", headers=headers)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        queue.start()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(queue.stop)
-
-    routes = [
-        Route("/", page),
-        Route("/static/{name}", static_file),
-        Route("/api/config", config),
-        Route("/api/examples/{name}", example),
-        Route("/api/masks/{mask_type}.png", preset_mask),
-        Route("/api/photos", open_photo, methods=["POST"]),
-        Route("/api/photos/{photo_id}.png", photo_png),
-        Route("/api/jobs", submit, methods=["POST"]),
-        Route("/api/jobs/{job_id}", job_status),
-        Route("/api/jobs/{job_id}/events", events),
-        Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
-        Route("/api/jobs/{job_id}/{name}", job_file),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=_ROUTES, lifespan=_lifespan,
                     middleware=[Middleware(BodyLimit, max_bytes=max_upload_bytes)],
                     exception_handlers={InputError: _input_error, HTTPException: _http_error})
-    app.state.queue, app.state.photos = queue, photos
+    app.state.size = image_size_of(generator)
+    app.state.static = {name: (package / "static" / name).read_bytes() for name in _STATIC}
+    app.state.examples = {p.name: p.read_bytes() for p in sorted((package / "examples").iterdir(), key=lambda p: p.name)
+                          if p.name.endswith(".png")}
+    app.state.limits = dict(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, max_iter=max_iter)
+    app.state.photos = PhotoStore(keep=2 * keep, ttl=ttl)
+    app.state.queue = JobQueue(generator, discriminator, max_waiting=max_waiting, keep=keep, ttl=ttl)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app):
+    app.state.queue.start()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(app.state.queue.stop)
+
+
+# ---------------------------------------------------------------- routes
+
+
+async def _page(request):
+    return Response(request.app.state.static["index.html"], media_type=_STATIC["index.html"])
+
+
+async def _static_file(request):
+    name = request.path_params["name"]
+    if name not in request.app.state.static:
+        raise NotFound(f"no file {name}")
+    return Response(request.app.state.static[name], media_type=_STATIC[name])
+
+
+async def _config(request):
+    state = request.app.state
+    limits = state.limits
+    return JSONResponse({"size": state.size, "examples": list(state.examples), "presets": list(PRESET_MASKS),
+                         "default_iterations": min(DEFAULT_ITERATIONS, limits["max_iter"]),
+                         "max_iterations": limits["max_iter"], "max_upload_mb": limits["max_upload_bytes"] / 1e6,
+                         "max_megapixels": limits["max_pixels"] / 1e6})
+
+
+async def _example_file(request):
+    return Response(_example(request.app.state.examples, request.path_params["name"]), media_type="image/png")
+
+
+async def _preset_mask(request):
+    mask_type = request.path_params["mask_type"]
+    if mask_type not in PRESET_MASKS:
+        raise NotFound(f"unknown preset mask {mask_type!r}: choose one of {', '.join(PRESET_MASKS)}")
+    seed = _whole_number(request.query_params.get("seed", "0"), "seed", 0, 2**31 - 1)
+    mask = make_mask(mask_type, request.app.state.size, seed=seed)
+    return Response(encode_png(to_uint8(2 * mask - 1)), media_type="image/png")
+
+
+async def _open_photo(request):
+    state = request.app.state
+    form = await request.form(max_files=1, max_fields=4)
+    upload, name = form.get("photo"), form.get("example")
+    if (upload is None) == (name is None):
+        raise InputError("send a photo (an image file) or the name of an example, one of the two")
+    if name is not None:
+        data, label = _example(state.examples, name), name
+    elif isinstance(upload, UploadFile):
+        data, label = await upload.read(), client_label(upload.filename, "the photo")
+    else:
+        raise InputError("photo: send the image as a file (multipart/form-data)")
+    photo = state.photos.add(await run_in_threadpool(read_photo, data, label, state.limits["max_pixels"]))
+    return JSONResponse(_photo_json(photo, state.size), status_code=201)
+
+
+async def _photo_png(request):
+    return Response(request.app.state.photos.get(request.path_params["photo_id"]).png, media_type="image/png")
+
+
+async def _submit(request):
+    state = request.app.state
+    max_iter = state.limits["max_iter"]
+    form = await request.form(max_files=1, max_fields=8)
+    photo = state.photos.get(_text(form, "photo", required=True))
+    n_iter = _whole_number(_text(form, "n_iter") or str(min(DEFAULT_ITERATIONS, max_iter)), "iterations", 1, max_iter)
+    seed = _whole_number(_text(form, "seed") or "0", "seed", 0, 2**31 - 1)
+    blend = _switch(_text(form, "blend") or "on", "blend")
+    keep = None
+    upload = form.get("mask")
+    if upload is not None:
+        if not isinstance(upload, UploadFile):
+            raise InputError("mask: send the mask as an image file (PNG of the photo's size, white = keep)")
+        keep = await run_in_threadpool(read_mask, await upload.read(), photo, state.limits["max_pixels"],
+                                       client_label(upload.filename, "the mask"))
+    job = await run_in_threadpool(plan_job, photo, state.size, keep=keep, mask_type=_text(form, "mask_type") or None,
+                                  n_iter=n_iter, blend=blend, seed=seed)
+    state.queue.submit(job)
+    return JSONResponse(_job_json(job, state.queue), status_code=202)
+
+
+async def _job_status(request):
+    queue = request.app.state.queue
+    return JSONResponse(_job_json(queue.get(request.path_params["job_id"]), queue), headers=_NO_STORE)
+
+
+async def _cancel(request):
+    queue = request.app.state.queue
+    return JSONResponse(_job_json(queue.cancel(request.path_params["job_id"]), queue))
+
+
+async def _events(request):
+    queue = request.app.state.queue
+    job = queue.get(request.path_params["job_id"])
+    return StreamingResponse(_event_stream(job, queue), media_type="text/event-stream", headers=_NO_STORE)
+
+
+async def _job_file(request):
+    job = request.app.state.queue.get(request.path_params["job_id"])
+    name = request.path_params["name"]
+    if name == "before.png":
+        return Response(job.photo.png, media_type="image/png")
+    data = {"preview.png": job.preview_png, "result.png": job.result_png, "completion.gif": job.gif}.get(name)
+    if data is None:
+        raise NotFound(f"job {job.id} has no {name} ({job.state})")
+    headers = dict(_NO_STORE)
+    if name == "result.png" and request.query_params.get("download"):
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", job.photo.name.rsplit(".", 1)[0])[:60] or "photo"
+        headers["Content-Disposition"] = f'attachment; filename="{stem}-completed.png"'
+    return Response(data, media_type="image/gif" if name.endswith(".gif") else "image/png", headers=headers)
+
+
+_ROUTES = [
+    Route("/", _page),
+    Route("/static/{name}", _static_file),
+    Route("/api/config", _config),
+    Route("/api/examples/{name}", _example_file),
+    Route("/api/masks/{mask_type}.png", _preset_mask),
+    Route("/api/photos", _open_photo, methods=["POST"]),
+    Route("/api/photos/{photo_id}.png", _photo_png),
+    Route("/api/jobs", _submit, methods=["POST"]),
+    Route("/api/jobs/{job_id}", _job_status),
+    Route("/api/jobs/{job_id}/events", _events),
+    Route("/api/jobs/{job_id}/cancel", _cancel, methods=["POST"]),
+    Route("/api/jobs/{job_id}/{name}", _job_file),
+]
 
 
 # ---------------------------------------------------------------- requests

@@ -30,8 +30,8 @@ from PIL import Image
 
 from ..errors import InputError
 from ..images import read_rgb, save_gif
-from ..masks import MASK_TYPES, make_mask, uses_lowres
-from ..photos import FaceCompletion, fill_faces, find_faces, load_photo_mask, paste_faces, plan_faces
+from ..masks import MASK_TYPES, load_photo_mask, make_mask, uses_lowres
+from ..photos import FaceCompletion, fill_faces, find_faces, paste_faces, plan_faces
 
 # The preset masks the page offers: every mask type that leaves a hole on its own.
 PRESET_MASKS = tuple(t for t in MASK_TYPES if t not in ("full", "file"))
@@ -131,7 +131,7 @@ def read_photo(data, name, max_pixels):
 
 def read_mask(data, photo, max_pixels, label="the mask"):
     """The hole from a mask image of the photo's size (white = keep, black = fill) as
-    H x W bool, True = keep (photos.load_photo_mask)."""
+    H x W bool, True = keep (masks.load_photo_mask)."""
     _check_pixels(data, label, max_pixels)
     return load_photo_mask(_Upload(data, label), photo.rgb.shape, photo.name)
 
