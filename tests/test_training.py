@@ -232,9 +232,9 @@ def cli(capsys, *argv):
         ("few", "fewer than one batch of 4"),
         ("size", "image_size must be a power of two"),
         ("train_size", "--train_size 2 is smaller than one batch of 4"),
-        ("epoch", "argument --epoch: must be at least 1, got 0"),
+        ("epoch", "argument --epoch: must be >= 1, got 0"),
         ("precision", "argument --precision: invalid choice: 'half'"),
-        ("summary_every", "argument --summary_every/--summary-every: must be at least 1, got 0"),
+        ("summary_every", "argument --summary_every/--summary-every: must be >= 1, got 0"),
     ],
 )
 def test_cli_errors(tmp_path, capsys, case, expected):

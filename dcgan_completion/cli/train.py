@@ -11,30 +11,14 @@ import math
 import sys
 import warnings
 
-from . import ArgumentParser, import_tensorflow, run
+from . import ArgumentParser, import_tensorflow, number, run
 
 PROG = "train-dcgan"
 
 
-def _number(kind, rule, holds):
-    """An argparse type: the text as `kind` (int or float), refused unless holds(value)."""
-    noun = "a whole number" if kind is int else "a number"
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not holds(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, "at least 1", lambda value: value >= 1)
-_seed = _number(int, "between 0 and 2**32 - 1", lambda value: 0 <= value < 2**32)
-_positive_float = _number(float, "greater than 0", lambda value: value > 0)
+_positive_int = number(int, minimum=1)
+_seed = number(int, minimum=0, maximum=2**32 - 1)
+_positive_float = number(float, above=0)
 
 
 def _train_size(text):
