@@ -60,6 +60,9 @@ def make_mask(mask_type, image_size, *, center_scale=0.25, seed=0):
         if not 0 < center_scale <= 0.5:
             raise InputError(f"--centerScale must be in (0, 0.5], got {center_scale}")
         lo, hi = int(size * center_scale), int(size * (1 - center_scale))
+        if lo >= hi:
+            raise InputError(f"--centerScale {center_scale} leaves no hole in a {size}x{size} image: "
+                             "use a smaller value (0.25, the default, leaves the centre half)")
         keep[lo:hi, lo:hi] = False
     elif mask_type in _MISSING_FRACTION:
         keep = _rng(seed).random((size, size)) >= _MISSING_FRACTION[mask_type]

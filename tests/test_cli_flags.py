@@ -623,7 +623,7 @@ def test_serve_checkpoint_dir_max_waiting_and_keep(model16, monkeypatch):
     # absl's then closes its stream unless it is the sys.stderr of the moment.
     code, stdout, _ = tool(serve.main, "--port", 0, "--checkpointDir", model16.folder, "--max-waiting", 1,
                            "--keep", 1, "--max-iter", 100000, stderr=False)
-    assert code == 0 and stdout.startswith("dcgan-serve: open http://127.0.0.1:"), stdout
+    assert code == 130 and stdout.startswith("dcgan-serve: open http://127.0.0.1:"), stdout
     with TestClient(served[0]) as client:
         assert client.get("/api/config").json()["size"] == SIZE  # the shipped model's is 64
         face = io.BytesIO()

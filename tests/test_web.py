@@ -18,7 +18,7 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="dcgan-serve needs the web extra: pip install '.[web]'")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
-pytest.importorskip("multipart", reason="dcgan-serve needs python-multipart (the web extra)")
+pytest.importorskip("python_multipart", reason="dcgan-serve needs python-multipart (the web extra)")
 
 with warnings.catch_warnings():  # Starlette 1.10 would rather have httpx2; httpx works with every version
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")

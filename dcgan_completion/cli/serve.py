@@ -43,7 +43,7 @@ def listen(host, port):
 
 def serve_command(args):
     try:
-        import multipart  # noqa: F401 - Starlette needs it to read uploads
+        import python_multipart  # noqa: F401 - Starlette needs it to read uploads
         import uvicorn
 
         from ..web.app import create_app
@@ -63,14 +63,14 @@ def serve_command(args):
     print(f"dcgan-serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops)", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])
-    return []
+    # uvicorn returns only once a signal told it to stop; whether it then re-raises Ctrl-C
+    # depends on when the signal came, so the exit is the same either way: 130, "interrupted".
+    raise KeyboardInterrupt
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    lines = run("dcgan-serve", serve_command, args)
-    if lines:
-        print("\n".join(lines))
+    run("dcgan-serve", serve_command, args)
 
 
 if __name__ == "__main__":
