@@ -31,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 from dcgan_completion import checkpoints, data  # noqa: E402
 from dcgan_completion.images import list_images, save_grid  # noqa: E402
+from dcgan_completion.networks import z_dim_of  # noqa: E402
 from dcgan_completion.training import train  # noqa: E402
 
 ALIGNED = Path("/work/aligned/celeba64")
@@ -56,7 +57,7 @@ def held_out_faces(files, image_size):
 
 def reconstruction_error(generator, faces, iterations, seed):
     """Mean absolute error (0-255 scale) left after optimising z for each face."""
-    z = tf.Variable(tf.random.stateless_uniform([len(faces), generator.input_shape[-1]], [seed, 7], -1.0, 1.0))
+    z = tf.Variable(tf.random.stateless_uniform([len(faces), z_dim_of(generator)], [seed, 7], -1.0, 1.0))
     optimizer = keras.optimizers.Adam(0.03)
 
     @tf.function

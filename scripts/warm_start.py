@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dcgan_completion import checkpoints, data  # noqa: E402
+from dcgan_completion.networks import image_size_of, z_dim_of  # noqa: E402
 from dcgan_completion.training import _training_state, build_dcgan  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def main():
         sys.exit(f"warm_start.py: {args.checkpoint_dir} is not empty")
 
     generator, discriminator = checkpoints.load_models(args.weights)
-    image_size, z_dim = generator.output_shape[1], generator.input_shape[1]
+    image_size, z_dim = image_size_of(generator), z_dim_of(generator)
     model = build_dcgan(image_size, z_dim, precision="float32")
     for source, target in [(generator, model.generator), (discriminator, model.discriminator)]:
         target.set_weights(source.get_weights())
