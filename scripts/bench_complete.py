@@ -1,12 +1,16 @@
 """Measure completion: speed against the original's structure, and quality (PSNR).
 
-Speed (default): image-iterations per second of this project's `complete` and of a
-baseline built as the original's complete.py: a TF1-style graph (tf.compat.v1), one
-session.run per iteration fetching loss, gradient and G(z) through feed_dict, and the
-momentum update in NumPy. Same weights, same batch, same process; the ratio is printed.
+Speed (default): image-iterations per second of this project's `complete` with the
+tool's defaults (adam, the precision `--precision auto` picks) and of a baseline built as
+the original's complete.py: a TF1-style graph (tf.compat.v1), one session.run per
+iteration fetching loss, gradient and G(z) through feed_dict, and the momentum update in
+NumPy. Same weights, same batch; the ratio is printed. Each runs in a process of its own,
+as a user runs it: the baseline with TensorFlow as it comes, this project with the
+settings its tools make (cli.import_tensorflow: oneDNN on); they alternate, best of
+--repeats each.
 
     python scripts/bench_complete.py [--precisions float32 mixed_bfloat16] [--batch-size 64]
-        [--n-images N] [--iterations 50] [--repeats 2] [--checkpoint CKPT]   (default: random 64x64 weights)
+        [--n-images N] [--iterations 50] [--repeats 3] [--checkpoint CKPT]   (default: random 64x64 weights)
 
 Quality: whole-image and in-hole PSNR of completions of the same images, for each
 approach[@lr] and precision listed:
@@ -17,6 +21,8 @@ approach[@lr] and precision listed:
 """
 import argparse
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -26,8 +32,13 @@ import numpy as np  # noqa: E402
 
 from dcgan_completion.cli import import_tensorflow  # noqa: E402
 
-tf = import_tensorflow()
-tf.config.optimizer.set_experimental_options({"remapping": False})  # as the `dcgan-complete` tool
+# TensorFlow reads its settings when it loads: the baseline's process takes it as it comes,
+# every other process as the tools set it up. Each starts from the user's environment.
+USER_ENVIRONMENT = dict(os.environ)
+if "--role=baseline" in sys.argv:
+    import tensorflow as tf
+else:
+    tf = import_tensorflow()
 
 from dcgan_completion.checkpoints import load_models  # noqa: E402
 from dcgan_completion.completion import complete  # noqa: E402
@@ -36,6 +47,7 @@ from dcgan_completion.masks import make_masks  # noqa: E402
 from dcgan_completion.metrics import psnr  # noqa: E402
 from dcgan_completion.networks import build_discriminator, build_generator, image_size_of, z_dim_of  # noqa: E402
 from dcgan_completion.search import SearchOptions  # noqa: E402
+from dcgan_completion.training import default_precision  # noqa: E402
 
 
 # ---- the baseline: the original's complete.py structure ------------------------------
@@ -136,34 +148,58 @@ def same_weights(source, target):
     return target
 
 
-def speed(args):
+def measure(role, args):
+    """In this process: seconds of one timed completion by `role` (baseline or a precision)
+    after an untimed one that traces."""
     f32 = models(args.checkpoint, "float32", args.image_size)
     size = image_size_of(f32[0])
-    rng = np.random.default_rng(0)
     n = args.n_images or args.batch_size
-    images = rng.uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+    images = np.random.default_rng(0).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
     masks = make_masks("center", size, range(n))
-    print(f"{n} images {size}x{size} (batch size {args.batch_size}), {args.iterations} iterations, center mask, momentum, "
-          f"weights: {args.checkpoint or 'random'}; best of {args.repeats} runs each, interleaved; "
-          f"baseline G - Keras G: max {check_baseline(*f32):.1e}")
-    ours = {p: f32 if p == "float32" else same_weights(f32, models(None, p, size)) for p in args.precisions}
-    options = SearchOptions(approach="momentum", n_iter=args.iterations, out_interval=args.out_interval,
-                            batch_size=args.batch_size)
-    for pair in ours.values():
-        complete(images[:2], masks[:2], *pair, options, n_iter=2)  # trace once
+    if role == "baseline":
+        print(f"baseline G - Keras G: max {check_baseline(*f32):.1e}")
+        run_baseline(*f32, images, masks, 2, args.batch_size)
+        return run_baseline(*f32, images, masks, args.iterations, args.batch_size)[0]
+    pair = f32 if role == "float32" else same_weights(f32, models(None, role, size))
+    options = SearchOptions(n_iter=args.iterations, out_interval=args.out_interval, batch_size=args.batch_size)
+    complete(images[:2], masks[:2], *pair, options, n_iter=2)  # traces
+    start = time.perf_counter()
+    complete(images, masks, *pair, options)
+    return time.perf_counter() - start
+
+
+def in_a_process(role):
+    """measure(role) in a fresh Python process with the environment as the user has it."""
+    done = subprocess.run([sys.executable, __file__, f"--role={role}"] + sys.argv[1:], capture_output=True, text=True,
+                          env=USER_ENVIRONMENT)
+    found = re.search(r"^measured ([\d.]+) s$", done.stdout, re.M)
+    if done.returncode or not found:
+        sys.exit(f"bench_complete.py: the {role} process failed:\n{done.stdout}{done.stderr}")
+    return float(found.group(1)), done.stdout
+
+
+def speed(args):
+    if args.role:
+        print(f"measured {measure(args.role, args):.3f} s")
+        return
+    precisions = args.precisions or [default_precision()]
+    n = args.n_images or args.batch_size
+    print(f"{n} images {args.image_size}x{args.image_size} (batch size {args.batch_size}), {args.iterations} "
+          f"iterations, center mask; baseline momentum, this project {SearchOptions().approach}; weights: "
+          f"{args.checkpoint or 'random'}; best of {args.repeats} runs each, alternating, each in its own process; "
+          f"TF_ENABLE_ONEDNN_OPTS as the user has it: {USER_ENVIRONMENT.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}", flush=True)
     best = {}
     for _ in range(args.repeats):
-        seconds, _ = run_baseline(*f32, images, masks, args.iterations, args.batch_size)
-        best["baseline"] = min(best.get("baseline", np.inf), seconds)
-        for precision, pair in ours.items():
-            start = time.perf_counter()
-            complete(images, masks, *pair, options)
-            best[precision] = min(best.get(precision, np.inf), time.perf_counter() - start)
+        for role in ["baseline", *precisions]:
+            seconds, out = in_a_process(role)
+            if role == "baseline" and "baseline" not in best:
+                print(out.splitlines()[0])  # the baseline computes the same networks
+            best[role] = min(best.get(role, np.inf), seconds)
     work = n * args.iterations
     base_rate = work / best["baseline"]
-    print(f"baseline (TF1 graph, session.run + NumPy momentum per iteration, float32): "
+    print(f"baseline (TF1 graph, session.run + NumPy momentum per iteration, float32, TensorFlow's default kernels): "
           f"{base_rate:7.1f} image-iterations/s")
-    for precision in ours:
+    for precision in precisions:
         rate = work / best[precision]
         print(f"this project ({args.out_interval} iterations per compiled call, {precision:14}): "
               f"{rate:7.1f} image-iterations/s, ratio {rate / base_rate:.2f}x")
@@ -179,7 +215,7 @@ def quality(args):
     print(f"{len(images)} images from {args.images}, {args.n_iter} iterations, lam {args.lam}, "
           f"checkpoint {args.checkpoint}")
     print(f"{'mask':8} {'approach':16} {'precision':15} {'PSNR dB':>8} {'hole dB':>8} {'seconds':>8}")
-    for precision in args.precisions:
+    for precision in args.precisions or ["float32", "mixed_bfloat16"]:
         pair = f32 if precision == "float32" else same_weights(f32, models(None, precision, size))
         for mask_type in args.masks:
             masks = make_masks(mask_type, size, range(len(images)))
@@ -197,7 +233,7 @@ def quality(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--n-images", type=int, default=None,
                    help="images to complete (default: one batch); the baseline pads to its batch as the original")
@@ -209,13 +245,14 @@ def main():
     p.add_argument("--images", help="folder of aligned faces (with --psnr)")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--runs", nargs="+", default=["adam", "momentum"], help="approach[@lr] ...")
-    p.add_argument("--precisions", nargs="+", choices=("float32", "mixed_bfloat16"),
-                   default=["float32", "mixed_bfloat16"])
+    p.add_argument("--precisions", nargs="+", choices=("float32", "mixed_bfloat16"), default=None,
+                   help="default: with --psnr both, else the one `dcgan-complete --precision auto` picks")
     p.add_argument("--masks", nargs="+", default=["center", "left"])
     p.add_argument("--n-iter", type=int, default=1000)
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--hmc-l", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--role", help=argparse.SUPPRESS)  # one process's part of the speed measurement
     args = p.parse_args()
     quality(args) if args.psnr else speed(args)
 

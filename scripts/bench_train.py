@@ -6,15 +6,20 @@ a Session, the same networks and losses, images decoded synchronously in Python
 G updates, summaries every step, and the three extra loss evaluations the original ran
 only to print them. This project runs `train()` with its default settings (tf.data
 input, default precision and strategy). Both train on the same faces, with batches of
-64 at 64x64, in the same process; steps that build graphs are not timed.
+64 at 64x64; steps that build graphs are not timed.
 
-The two alternate in rounds, so that a machine shared with other work slows both alike.
+Each runs in a process of its own, as a user runs it: the baseline with TensorFlow as
+it comes, this project with the settings its tools make (cli.import_tensorflow: oneDNN
+on, which TensorFlow leaves off on CPUs without AVX-512 VNNI/BF16 or AMX). The two
+alternate in rounds, so that a machine shared with other work slows both alike.
 
-    python scripts/bench_train.py            # ~4 minutes on 2 idle CPU cores
+    python scripts/bench_train.py            # ~5 minutes on 2 idle CPU cores
 """
 import argparse
 import contextlib
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,13 +28,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from dcgan_completion.images import list_images, load_image  # noqa: E402
-from dcgan_completion.training import default_precision, train  # noqa: E402
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-89x109"
-v1 = tf.compat.v1
+tf = v1 = None  # imported by the process that measures (main): how depends on its role
 
 
 # ----------------------------------------------------------------- the baseline (TF1 style)
@@ -158,56 +161,88 @@ def baseline(files, batch, log_dir):
 # ----------------------------------------------------------------------------------- main
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=RAW, help="folder of face images (default: ../shared/data/celeba-89x109)")
-    parser.add_argument("--rounds", type=int, default=4, help="alternations of the two (default 4)")
-    parser.add_argument("--steps", type=int, default=5, help="training steps of each per round (default 5)")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--precision", default=None, help="this project's precision (default: its default)")
-    args = parser.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"bench_train.py: {args.data} is not a folder of faces: pass --data")
-    batch, total = args.batch_size, args.rounds * args.steps
+def measure(role, files, steps, batch, precision):
+    """In this process: `steps` timed training steps of `role` after one untimed step.
+    Returns (images, seconds[, the project's precision])."""
+    global tf, v1
+    if role == "baseline":
+        import tensorflow as tf
+    else:
+        from dcgan_completion.cli import import_tensorflow
 
-    # One batch more than the steps, so that no epoch (and its checkpoint) ends in a timed step.
-    needed = (total + 1) * batch
-    files = [str(f) for f in list_images(args.data)][:needed]
-    if len(files) < needed:
-        sys.exit(f"bench_train.py: need {needed} images in {args.data}, found {len(files)}")
-    height, width = np.asarray(load_image(files[0])).shape[:2]
-    precision = args.precision or default_precision()
-    print(f"{len(files)} faces of {width}x{height} from {args.data}, centre-cropped and resized to 64x64; "
-          f"batches of {batch}; {args.rounds} rounds of {args.steps} steps each, alternating; "
-          f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs", flush=True)
-
-    timed = {"baseline": [0, 0.0], "project": [0, 0.0]}  # images, seconds
-    with tempfile.TemporaryDirectory() as work, baseline(files, batch, str(Path(work) / "baseline-logs")) as run_baseline:
+        tf = import_tensorflow()
+    v1 = tf.compat.v1
+    with tempfile.TemporaryDirectory() as work:
         work = Path(work)
+        if role == "baseline":
+            with baseline(files, batch, str(work / "logs")) as run_baseline:
+                run_baseline(1)  # builds and optimises the graph: not timed
+                return steps * batch, run_baseline(steps)
+        from dcgan_completion.training import default_precision, train
+
         faces = work / "faces"
         faces.mkdir()
         for f in files:
             (faces / Path(f).name).symlink_to(f)
-        run_baseline(1)  # builds and optimises the graph: not timed
-        for round in range(args.rounds):
-            steps = args.steps - (round == 0)
-            timed["baseline"][0] += steps * batch
-            timed["baseline"][1] += run_baseline(steps)
-            # Each call resumes from the last checkpoint; its first step (tracing) is not timed.
-            summary = train(
-                str(faces), epochs=1, batch_size=batch, checkpoint_dir=work / "checkpoint", sample_dir=work / "samples",
-                log_dir=work / "logs", seed=1, precision=precision, max_steps=(round + 1) * args.steps, progress=False,
-            )
-            images = (summary["steps_run"] - 1) * batch
-            timed["project"][0] += images
-            timed["project"][1] += images / summary["images_per_second"]
-            print(f"round {round + 1}: baseline {timed['baseline'][0] / timed['baseline'][1]:.1f}, "
-                  f"project {timed['project'][0] / timed['project'][1]:.1f} images/s so far", flush=True)
+        precision = precision or default_precision()
+        summary = train(str(faces), epochs=1, batch_size=batch, checkpoint_dir=work / "checkpoint",
+                        sample_dir=work / "samples", log_dir=work / "logs", seed=1, precision=precision,
+                        max_steps=steps + 1, progress=False)
+        images = (summary["steps_run"] - 1) * batch  # the first step (tracing) is not timed
+        return images, images / summary["images_per_second"], precision
+
+
+def in_a_process(role, args):
+    """measure() in a fresh Python process with the environment as the user has it."""
+    command = [sys.executable, __file__, "--role", role, "--data", str(args.data), "--steps", str(args.steps),
+               "--batch_size", str(args.batch_size)] + (["--precision", args.precision] if args.precision else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    found = re.search(r"^measured (\d+) images in ([\d.]+) s, (\S+)$", done.stdout, re.M)
+    if done.returncode or not found:
+        sys.exit(f"bench_train.py: the {role} process failed:\n{done.stdout}{done.stderr}")
+    return int(found.group(1)), float(found.group(2)), found.group(3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=RAW, help="folder of face images (default: ../shared/data/celeba-89x109)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the two (default 3)")
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps of each per round (default 6)")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--precision", default=None, help="this project's precision (default: its default)")
+    parser.add_argument("--role", choices=["baseline", "project"], help=argparse.SUPPRESS)  # one process's part
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"bench_train.py: {args.data} is not a folder of faces: pass --data")
+    batch = args.batch_size
+    needed = (args.steps + 2) * batch  # one batch spare, so that no epoch (and its checkpoint) ends in a timed step
+    files = [str(f) for f in list_images(args.data)][:needed]
+    if len(files) < needed:
+        sys.exit(f"bench_train.py: need {needed} images in {args.data}, found {len(files)}")
+    if args.role:
+        images, seconds, *precision = measure(args.role, files, args.steps, batch, args.precision)
+        print(f"measured {images} images in {seconds:.3f} s, {precision[0] if precision else 'float32'}")
+        return
+
+    height, width = np.asarray(load_image(files[0])).shape[:2]
+    print(f"faces of {width}x{height} from {args.data}, centre-cropped and resized to 64x64; batches of {batch}; "
+          f"{args.rounds} rounds of {args.steps} timed steps each, alternating, each in its own process; "
+          f"{os.cpu_count()} CPUs; TF_ENABLE_ONEDNN_OPTS as the user has it: "
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}", flush=True)
+    timed = {"baseline": [0, 0.0], "project": [0, 0.0]}  # images, seconds
+    for round in range(args.rounds):
+        for role in timed:
+            images, seconds, precision = in_a_process(role, args)
+            timed[role][0] += images
+            timed[role][1] += seconds
+        print(f"round {round + 1}: baseline {timed['baseline'][0] / timed['baseline'][1]:.1f}, "
+              f"project {timed['project'][0] / timed['project'][1]:.1f} images/s so far", flush=True)
 
     base = timed["baseline"][0] / timed["baseline"][1]
     ours = timed["project"][0] / timed["project"][1]
-    print(f"baseline (TF1 graph, feed_dict, synchronous decoding, 3 extra loss passes, float32): {base:.1f} images/s")
-    print(f"this project (train(): tf.data, {precision}): {ours:.1f} images/s")
+    print(f"baseline (TF1 graph, feed_dict, synchronous decoding, 3 extra loss passes, float32, "
+          f"TensorFlow's default kernels): {base:.1f} images/s")
+    print(f"this project (train(): tf.data, {precision}, the tools' TensorFlow settings): {ours:.1f} images/s")
     print(f"ratio: {ours / base:.2f}x")
 
 

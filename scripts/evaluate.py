@@ -5,6 +5,7 @@ mean-colour fill; or, with --realism, the face realism of a model's samples.
     python scripts/evaluate.py ALIGNED_DIR --n 200 --masks center,random80,left,half
     python scripts/evaluate.py ALIGNED_DIR --checkpointDir checkpoint --blend --weightedContext
     python scripts/evaluate.py ALIGNED_DIR --realism --n 256
+    python scripts/evaluate.py ALIGNED_DIR --n 64 --masks center,left --psnr_at 100,200,300,500
 
 Takes the first N images (sorted by name) of a folder of aligned faces of the model's
 size, masks each with its own seed (--seed + index, as `dcgan-complete` does), completes them,
@@ -20,6 +21,7 @@ of their face descriptors to those of the first N faces of the folder
 (metrics.face_realism; 0 = alike, lower is better).
 """
 import argparse
+import math
 import os
 import sys
 import time
@@ -76,12 +78,22 @@ def evaluate(images, truth_descriptors, mask_type, generator, discriminator, arg
     hole = masks < 0.5
     methods = {}
 
+    reports = [it for it in args.psnr_at if it < args.nIter]
+    by_iteration = {}  # iteration -> the completions as they stood then
+
+    def keep(snapshot):
+        if snapshot.iteration in reports:
+            by_iteration.setdefault(snapshot.iteration, np.empty_like(images))[snapshot.indices] = snapshot.completed
+
     start = time.perf_counter()
     result = complete(
         images * masks, masks, generator, discriminator, approach=args.approach, n_iter=args.nIter,
         lam=args.lam, lr=args.lr, lowres=uses_lowres(mask_type), weighted_context=args.weightedContext,
-        seeds=seeds, batch_size=args.batch_size, out_interval=max(args.nIter, 1), progress=args.progress,
+        seeds=seeds, batch_size=args.batch_size, out_interval=math.gcd(args.nIter, *reports) or 1,
+        on_snapshot=keep if reports else None, progress=args.progress,
     )
+    curve = {it: psnr(to_uint8(by_iteration[it]), truth).mean() for it in reports}
+    curve[args.nIter] = psnr(to_uint8(result.completed), truth).mean()
     name = "dcgan" + ("+wctx" if args.weightedContext else "")
     methods[name] = (to_uint8(result.completed), time.perf_counter() - start)
     if args.blend:  # the same search, its fill Poisson-blended into the known pixels
@@ -104,7 +116,7 @@ def evaluate(images, truth_descriptors, mask_type, generator, discriminator, arg
         distances = identity_distance(descriptors, truth_descriptors, per_image=True)
         rows.append((mask_type, name, psnr(out, truth).mean(), np.nanmean(hole_psnr), ssim(out, truth).mean(),
                      distances.mean(), same_person_fraction(distances), fixed.sum(), seconds / n))
-    return rows
+    return rows, curve
 
 
 def sample_faces(generator, n, seed, batch_size):
@@ -150,10 +162,13 @@ def completion_quality(args):
     print(header)
     print("-" * len(header))
     for mask_type in args.masks.split(","):
-        rows = evaluate(images, truth_descriptors, mask_type, generator, discriminator, args)
+        rows, curve = evaluate(images, truth_descriptors, mask_type, generator, discriminator, args)
         for mask, method, whole, inside, s, distance, same, fixed, seconds in rows:
             print(f"{mask:<10} {method:<24} {whole:8.2f} {inside:8.2f} {s:6.3f} {distance:7.3f} {same:5.0%} "
                   f"{fixed:5d} {seconds:8.4f}")
+        if len(curve) > 1:
+            print(f"{mask_type:<10} PSNR dB after " + ", ".join(f"{it}: {value:.2f}" for it, value in curve.items())
+                  + " iterations")
         sys.stdout.flush()
 
 
@@ -177,6 +192,8 @@ def parse_args(argv=None):
     p.add_argument("--blend", action="store_true", help="also report the same completions Poisson-blended into the known pixels")
     p.add_argument("--weightedContext", action="store_true", help="the paper's weighted context loss")
     p.add_argument("--progress", action="store_true", help="show a progress bar per mask type")
+    p.add_argument("--psnr_at", type=lambda text: sorted({int(it) for it in text.split(",")}), default=[],
+                   help="also print the whole-image PSNR after these iterations of the same search, e.g. 100,200,500")
     return p.parse_args(argv)
 
 

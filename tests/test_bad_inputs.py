@@ -326,10 +326,26 @@ def test_importing_the_tools_changes_no_process_wide_setting():
              "os.umask = lambda mask: calls.append(mask) or real_umask(mask)\n"
              "import dcgan_completion.images, dcgan_completion.cli.complete, dcgan_completion.cli.serve\n"
              "import dcgan_completion.cli.align, dcgan_completion.cli.gif, dcgan_completion.cli.convert\n"
-             "print(calls, os.environ.get('TF_CPP_MIN_LOG_LEVEL'), 'tensorflow' in sys.modules)\n")
+             "print(calls, os.environ.get('TF_CPP_MIN_LOG_LEVEL'), os.environ.get('TF_ENABLE_ONEDNN_OPTS'),\n"
+             "      'tensorflow' in sys.modules)\n")
+    unset = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
-    assert done.stdout.split() == ["[]", "None", "False"], done.stderr
+                          env={k: v for k, v in os.environ.items() if k not in unset})
+    assert done.stdout.split() == ["[]", "None", "None", "False"], done.stderr
+
+
+@pytest.mark.parametrize("setting, enabled", [(None, "True"), ("0", "False")])
+def test_the_tools_run_tensorflow_with_onednn_unless_told_not_to(setting, enabled):
+    # TensorFlow enables oneDNN by itself only on CPUs with AVX-512 VNNI/BF16 or AMX.
+    probe = ("from dcgan_completion.cli import import_tensorflow\n"
+             "import_tensorflow()\n"
+             "from tensorflow.python.util import _pywrap_util_port\n"
+             "print(_pywrap_util_port.IsMklEnabled())\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == [enabled], done.stderr
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])

@@ -12,7 +12,7 @@ from dcgan_completion import metrics
 from dcgan_completion.alignment import align_face
 from dcgan_completion.checkpoints import SHIPPED_WEIGHTS
 from dcgan_completion.errors import InputError
-from dcgan_completion.images import read_rgb, save_image, to_float
+from dcgan_completion.images import read_rgb, save_image, to_float, to_uint8
 from dcgan_completion.metrics import (
     FIXED_FACE_BOX,
     MAX_PSNR,
@@ -246,20 +246,30 @@ def load_evaluate_script():
 @pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="no shipped face model in this checkout")
 def test_evaluate_script_reports_identity_and_realism(real_faces, real_descriptors, tmp_path, capsys):
     from dcgan_completion.checkpoints import load_models
+    from dcgan_completion.completion import complete
+    from dcgan_completion.masks import make_masks
 
     evaluate = load_evaluate_script()
     for i, face in enumerate(real_faces[:8]):
         save_image(tmp_path / "faces" / f"{i:02d}.png", face)
 
-    evaluate.main([str(tmp_path / "faces"), "--n", "2", "--nIter", "2", "--masks", "center"])
+    evaluate.main([str(tmp_path / "faces"), "--n", "2", "--nIter", "4", "--masks", "center", "--psnr_at", "2"])
     out = capsys.readouterr().out
     assert out.startswith(f"2 images from {tmp_path / 'faces'}, 64x64; model shipped")
     assert re.search(r"ID dist +same +fixed", out)
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r"^center +(dcgan|telea|navier-stokes|mean colour) +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+) +(\d+)% +(\d+) ", out, re.M)}
+        r"^center +(dcgan|telea|navier-stokes|mean colour) +([\d.]+) +[\d.]+ +[\d.]+ +([\d.]+) +(\d+)% +(\d+) ",
+        out, re.M)}
     assert sorted(rows) == ["dcgan", "mean colour", "navier-stokes", "telea"], out
-    for distance, same, fixed in rows.values():
+    for _, distance, same, fixed in rows.values():
         assert 0 < float(distance) < 2 and int(same) in (0, 50, 100) and int(fixed) in (0, 1, 2)
+    # --psnr_at: the PSNR of the same search after 2 iterations, then after all 4
+    curve = re.search(r"^center +PSNR dB after 2: ([\d.]+), 4: ([\d.]+) iterations$", out, re.M)
+    assert curve and curve.group(2) == rows["dcgan"][0], out
+    images = to_float(real_faces[:2])
+    masks = make_masks("center", 64, [0, 1])
+    after_2 = complete(images * masks, masks, *load_models(), n_iter=2, seeds=[0, 1]).completed
+    assert float(curve.group(1)) == pytest.approx(psnr(to_uint8(after_2), to_uint8(images)).mean(), abs=0.006)
 
     evaluate.main([str(tmp_path / "faces"), "--realism", "--n", "8"])
     out = capsys.readouterr().out
