@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from helpers import run_main
 
 import dcgan_completion
 from dcgan_completion import alignment, checkpoints, data, training
@@ -50,12 +51,7 @@ def grey16(path, values):
 
 def cli(main, capsys, *argv):
     """Run a tool's main in-process: (exit code, stdout, stderr lines)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
+    code, out, err = run_main(main, capsys, *argv)
     return code, out, err.strip().splitlines()
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from helpers import run_main
 
 from dcgan_completion.checkpoints import named_weights
 from dcgan_completion.cli.complete import main
@@ -48,13 +49,7 @@ def inputs(tmp_path_factory):
 
 def complete(args, capsys):
     """Run the CLI in-process: (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(main, capsys, *args)
 
 
 def gif_frames(path):

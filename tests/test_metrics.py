@@ -7,12 +7,12 @@ import cv2
 import dlib
 import numpy as np
 import pytest
+from helpers import aligned_celeba
 
 from dcgan_completion import metrics
-from dcgan_completion.alignment import align_face
 from dcgan_completion.checkpoints import SHIPPED_WEIGHTS
 from dcgan_completion.errors import InputError
-from dcgan_completion.images import read_rgb, save_image, to_float, to_uint8
+from dcgan_completion.images import save_image, to_float, to_uint8
 from dcgan_completion.metrics import (
     FIXED_FACE_BOX,
     MAX_PSNR,
@@ -44,14 +44,7 @@ def flat_images(count, seed=0):
 @pytest.fixture(scope="module")
 def real_faces(shared_data):
     """32 CelebA photos aligned to 64x64 by the project's alignment, uint8."""
-    faces = []
-    for number in range(1, 60):
-        face = align_face(read_rgb(shared_data / "celeba-89x109" / f"{number:06d}.jpg"), size=64)
-        if face is not None:
-            faces.append(face)
-        if len(faces) == 32:
-            return np.stack(faces)
-    pytest.fail(f"only {len(faces)} of 59 CelebA photos aligned")
+    return aligned_celeba(shared_data, range(1, 60), 32)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from helpers import aligned_celeba
 
 from dcgan_completion.checkpoints import SHIPPED_WEIGHTS, load_models, load_weights_file, save_weights_file
 from dcgan_completion.errors import InputError
@@ -62,18 +63,12 @@ def test_complete_without_flags_uses_the_shipped_model(tmp_path, capsys):
 
 @pytest.mark.skipif(not SHIPPED_WEIGHTS.is_file(), reason="no shipped face model in this checkout")
 def test_shipped_model_beats_a_mean_colour_fill_on_held_out_faces(shared_data):
-    from dcgan_completion.alignment import align_face
     from dcgan_completion.completion import complete
-    from dcgan_completion.images import read_rgb, to_float, to_uint8
+    from dcgan_completion.images import to_float, to_uint8
     from dcgan_completion.masks import make_mask
 
     # 008501.. were held out of the shipped model's training (its model card).
-    faces = []
-    for number in range(8501, 8521):
-        face = align_face(read_rgb(shared_data / "celeba-89x109" / f"{number:06d}.jpg"), size=64)
-        if face is not None:
-            faces.append(face)
-    truth = np.stack(faces[:8])
+    truth = aligned_celeba(shared_data, range(8501, 8521), 8)
     mask = make_mask("center", 64)
     hole = np.broadcast_to(mask < 0.5, truth.shape)
     generator, discriminator = load_models()
