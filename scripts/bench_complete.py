@@ -22,7 +22,6 @@ approach[@lr] and precision listed:
 import argparse
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -30,15 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from dcgan_completion.cli import import_tensorflow  # noqa: E402
+from role_process import USER_ENVIRONMENT, import_tensorflow_for_role, run_role  # noqa: E402
 
-# TensorFlow reads its settings when it loads: the baseline's process takes it as it comes,
-# every other process as the tools set it up. Each starts from the user's environment.
-USER_ENVIRONMENT = dict(os.environ)
-if "--role=baseline" in sys.argv:
-    import tensorflow as tf
-else:
-    tf = import_tensorflow()
+tf = import_tensorflow_for_role()
 
 from dcgan_completion.checkpoints import load_models  # noqa: E402
 from dcgan_completion.completion import complete  # noqa: E402
@@ -169,13 +162,9 @@ def measure(role, args):
 
 
 def in_a_process(role):
-    """measure(role) in a fresh Python process with the environment as the user has it."""
-    done = subprocess.run([sys.executable, __file__, f"--role={role}"] + sys.argv[1:], capture_output=True, text=True,
-                          env=USER_ENVIRONMENT)
-    found = re.search(r"^measured ([\d.]+) s$", done.stdout, re.M)
-    if done.returncode or not found:
-        sys.exit(f"bench_complete.py: the {role} process failed:\n{done.stdout}{done.stderr}")
-    return float(found.group(1)), done.stdout
+    """measure(role) in a fresh Python process: (seconds, its output)."""
+    out = run_role(__file__, role, sys.argv[1:])
+    return float(re.search(r"^measured ([\d.]+) s$", out, re.M).group(1)), out
 
 
 def speed(args):

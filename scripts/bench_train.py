@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +27,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from role_process import USER_ENVIRONMENT, import_tensorflow_for_role, run_role  # noqa: E402
+
+tf = import_tensorflow_for_role()
 
 from dcgan_completion.images import list_images, load_image  # noqa: E402
+from dcgan_completion.training import default_precision, train  # noqa: E402
 
 RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-89x109"
-tf = v1 = None  # imported by the process that measures (main): how depends on its role
+v1 = tf.compat.v1
 
 
 # ----------------------------------------------------------------- the baseline (TF1 style)
@@ -163,23 +166,13 @@ def baseline(files, batch, log_dir):
 
 def measure(role, files, steps, batch, precision):
     """In this process: `steps` timed training steps of `role` after one untimed step.
-    Returns (images, seconds[, the project's precision])."""
-    global tf, v1
-    if role == "baseline":
-        import tensorflow as tf
-    else:
-        from dcgan_completion.cli import import_tensorflow
-
-        tf = import_tensorflow()
-    v1 = tf.compat.v1
+    Returns (images, seconds, precision)."""
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         if role == "baseline":
             with baseline(files, batch, str(work / "logs")) as run_baseline:
                 run_baseline(1)  # builds and optimises the graph: not timed
-                return steps * batch, run_baseline(steps)
-        from dcgan_completion.training import default_precision, train
-
+                return steps * batch, run_baseline(steps), "float32"
         faces = work / "faces"
         faces.mkdir()
         for f in files:
@@ -192,14 +185,10 @@ def measure(role, files, steps, batch, precision):
         return images, images / summary["images_per_second"], precision
 
 
-def in_a_process(role, args):
-    """measure() in a fresh Python process with the environment as the user has it."""
-    command = [sys.executable, __file__, "--role", role, "--data", str(args.data), "--steps", str(args.steps),
-               "--batch_size", str(args.batch_size)] + (["--precision", args.precision] if args.precision else [])
-    done = subprocess.run(command, capture_output=True, text=True)
-    found = re.search(r"^measured (\d+) images in ([\d.]+) s, (\S+)$", done.stdout, re.M)
-    if done.returncode or not found:
-        sys.exit(f"bench_train.py: the {role} process failed:\n{done.stdout}{done.stderr}")
+def in_a_process(role):
+    """measure() in a fresh Python process: (images, seconds, precision)."""
+    out = run_role(__file__, role, sys.argv[1:])
+    found = re.search(r"^measured (\d+) images in ([\d.]+) s, (\S+)$", out, re.M)
     return int(found.group(1)), float(found.group(2)), found.group(3)
 
 
@@ -210,7 +199,7 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="timed training steps of each per round (default 6)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--precision", default=None, help="this project's precision (default: its default)")
-    parser.add_argument("--role", choices=["baseline", "project"], help=argparse.SUPPRESS)  # one process's part
+    parser.add_argument("--role", choices=["baseline", "project"], help=argparse.SUPPRESS)  # see role_process.py
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"bench_train.py: {args.data} is not a folder of faces: pass --data")
@@ -220,19 +209,19 @@ def main():
     if len(files) < needed:
         sys.exit(f"bench_train.py: need {needed} images in {args.data}, found {len(files)}")
     if args.role:
-        images, seconds, *precision = measure(args.role, files, args.steps, batch, args.precision)
-        print(f"measured {images} images in {seconds:.3f} s, {precision[0] if precision else 'float32'}")
+        images, seconds, precision = measure(args.role, files, args.steps, batch, args.precision)
+        print(f"measured {images} images in {seconds:.3f} s, {precision}")
         return
 
     height, width = np.asarray(load_image(files[0])).shape[:2]
     print(f"faces of {width}x{height} from {args.data}, centre-cropped and resized to 64x64; batches of {batch}; "
           f"{args.rounds} rounds of {args.steps} timed steps each, alternating, each in its own process; "
           f"{os.cpu_count()} CPUs; TF_ENABLE_ONEDNN_OPTS as the user has it: "
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}", flush=True)
+          f"{USER_ENVIRONMENT.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}", flush=True)
     timed = {"baseline": [0, 0.0], "project": [0, 0.0]}  # images, seconds
     for round in range(args.rounds):
         for role in timed:
-            images, seconds, precision = in_a_process(role, args)
+            images, seconds, precision = in_a_process(role)
             timed[role][0] += images
             timed[role][1] += seconds
         print(f"round {round + 1}: baseline {timed['baseline'][0] / timed['baseline'][1]:.1f}, "
