@@ -1,7 +1,7 @@
 """Leads for completion speed, each against the tool's own settings in the same process.
 
     python scripts/bench_search_leads.py [--checkpoint CKPT] [--iterations 20] [--repeats 2]
-        [--threads INTER,INTRA]
+        [--threads INTER,INTRA] [--tool-only]
 
 Completes 128 random images (center mask, the tool's defaults: adam, float32 unless
 --precision) and prints image-iterations per second of each variant, the variants
@@ -15,7 +15,8 @@ interleaved, best of --repeats:
 - batch 32, batch 128: other batch sizes.
 
 Thread counts are fixed when TensorFlow starts, so --threads INTER,INTRA sets them for
-the whole run: compare runs with different values.
+the whole run: compare runs with different values (`--tool-only` times the tool's
+settings alone, which is all such a comparison needs).
 """
 import argparse
 import contextlib
@@ -60,6 +61,7 @@ def main():
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16"])
     p.add_argument("--threads", default=None, help="INTER,INTRA: TensorFlow's inter- and intra-op thread counts")
+    p.add_argument("--tool-only", action="store_true", help="time only the tool's own settings")
     args = p.parse_args()
     if args.threads:
         inter, intra = (int(n) for n in args.threads.split(","))
@@ -78,6 +80,8 @@ def main():
         "batch 32": (models, 32, contextlib.nullcontext),
         "batch 128": (models, 128, contextlib.nullcontext),
     }
+    if args.tool_only:
+        variants = {name: variants[name] for name in ["the tool (batch 64)"]}
     print(f"{len(images)} images {size}x{size}, {args.iterations} iterations, center mask, "
           f"{args.precision or 'float32'}, model {args.checkpoint or 'shipped'}; threads (inter, intra): "
           f"{tf.config.threading.get_inter_op_parallelism_threads()}, "
