@@ -18,7 +18,6 @@ alternate in rounds, so that a machine shared with other work slows both alike.
 import argparse
 import contextlib
 import os
-import re
 import sys
 import tempfile
 import time
@@ -176,7 +175,7 @@ def measure(role, files, steps, batch, precision):
         faces = work / "faces"
         faces.mkdir()
         for f in files:
-            (faces / Path(f).name).symlink_to(f)
+            (faces / Path(f).name).symlink_to(Path(f).resolve())  # a relative --data would dangle
         precision = precision or default_precision()
         summary = train(str(faces), epochs=1, batch_size=batch, checkpoint_dir=work / "checkpoint",
                         sample_dir=work / "samples", log_dir=work / "logs", seed=1, precision=precision,
@@ -187,8 +186,7 @@ def measure(role, files, steps, batch, precision):
 
 def in_a_process(role):
     """measure() in a fresh Python process: (images, seconds, precision)."""
-    out = run_role(__file__, role, sys.argv[1:])
-    found = re.search(r"^measured (\d+) images in ([\d.]+) s, (\S+)$", out, re.M)
+    found, _ = run_role(__file__, role, sys.argv[1:], r"^measured (\d+) images in ([\d.]+) s, (\S+)$")
     return int(found.group(1)), float(found.group(2)), found.group(3)
 
 
