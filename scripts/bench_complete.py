@@ -21,7 +21,6 @@ approach[@lr] and precision listed:
 """
 import argparse
 import os
-import re
 import sys
 import time
 
@@ -163,8 +162,8 @@ def measure(role, args):
 
 def in_a_process(role):
     """measure(role) in a fresh Python process: (seconds, its output)."""
-    out = run_role(__file__, role, sys.argv[1:])
-    return float(re.search(r"^measured ([\d.]+) s$", out, re.M).group(1)), out
+    found, out = run_role(__file__, role, sys.argv[1:], r"^measured ([\d.]+) s$")
+    return float(found.group(1)), out
 
 
 def speed(args):

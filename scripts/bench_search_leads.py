@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from dcgan_completion.cli import import_tensorflow  # noqa: E402
+from role_process import set_threads  # noqa: E402
 
 tf = import_tensorflow()
 
@@ -64,9 +65,7 @@ def main():
     p.add_argument("--tool-only", action="store_true", help="time only the tool's own settings")
     args = p.parse_args()
     if args.threads:
-        inter, intra = (int(n) for n in args.threads.split(","))
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        set_threads(tf, args.threads)
 
     models = load_models(args.checkpoint, dtype=args.precision)
     size = image_size_of(models[0])

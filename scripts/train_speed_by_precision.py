@@ -16,6 +16,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dcgan_completion.cli import import_tensorflow  # noqa: E402
+from role_process import set_threads  # noqa: E402
 
 tf = import_tensorflow()
 
@@ -31,9 +32,7 @@ def main():
     parser.add_argument("--threads", default=None, help="INTER,INTRA (0 = TensorFlow's choice)")
     args = parser.parse_args()
     if args.threads:
-        inter, intra = (int(n) for n in args.threads.split(","))
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        set_threads(tf, args.threads)
     for precision in args.precisions.split(","):
         with tempfile.TemporaryDirectory() as work:
             summary = train(args.dataset, epochs=1, batch_size=args.batch_size, checkpoint_dir=f"{work}/checkpoint",
