@@ -272,7 +272,7 @@ def test_uploads_are_read_as_the_cli_reads_files(client, tmp_path, kind):
 
 
 def test_a_client_file_name_is_never_a_path(client):
-    photo = open_upload(client, (REPO / "data" / "examples" / "generated-5.png").read_bytes(),
+    photo = open_upload(client, (REPO / "data" / "examples" / "generated-4.png").read_bytes(),
                         "../../etc/evil name.png").json()
     assert photo["name"] == "evil name.png"
     assert_refused(client.post("/api/photos", data={"example": "../../pyproject.toml"}), 404, "no example")
