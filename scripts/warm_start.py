@@ -1,6 +1,6 @@
 """Start a training checkpoint from a weights file, so that `train-dcgan` goes on from it.
 
-    python scripts/warm_start.py checkpoint --step 4864 --seed 2026    # the shipped face model
+    python scripts/warm_start.py checkpoint --step 10112 --seed 2026    # the shipped face model
     train-dcgan --dataset aligned/train --checkpoint_dir checkpoint ...
 
 Writes `checkpoint/DCGAN.model-STEP` holding the networks of a `.npz` weights file (by

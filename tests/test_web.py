@@ -66,7 +66,7 @@ def mask_png(keep):
     return png(np.where(keep, 255, 0).astype(np.uint8))
 
 
-def open_example(client, name="generated-2.png"):
+def open_example(client, name="generated-1.png"):
     response = client.post("/api/photos", data={"example": name})
     assert response.status_code == 201, response.text
     return response.json()
@@ -140,7 +140,7 @@ def test_the_examples_are_the_repository_examples(client):
 
 
 def test_an_example_completes_as_dcgan_complete_does_with_events_in_order(client, models):
-    photo = open_example(client, "generated-2.png")
+    photo = open_example(client, "generated-1.png")
     assert (photo["width"], photo["height"], photo["aligned"]) == (64, 64, True)
     response = submit(client, photo["id"], mask_type="center", n_iter=3, blend="off", seed=4)
     assert response.status_code == 202, response.text
@@ -157,7 +157,7 @@ def test_an_example_completes_as_dcgan_complete_does_with_events_in_order(client
     assert done["faces"] == 1
 
     # The same completion as the library's search without --align, bit for bit.
-    rgb = read_rgb(REPO / "data" / "examples" / "generated-2.png")
+    rgb = read_rgb(REPO / "data" / "examples" / "generated-1.png")
     mask = make_mask("center", 64, seed=4)
     expected = complete(to_float(rgb)[None], mask[None], *models, n_iter=3, seeds=[4]).completed[0]
     result = decode(client.get(done["result"]).content)
@@ -170,7 +170,7 @@ def test_an_example_completes_as_dcgan_complete_does_with_events_in_order(client
         assert im.size == (64, 64) and im.n_frames >= 4  # the snapshots, then the result
     download = client.get(done["download"])
     assert download.content == client.get(done["result"]).content
-    assert download.headers["content-disposition"] == 'attachment; filename="generated-2-completed.png"'
+    assert download.headers["content-disposition"] == 'attachment; filename="generated-1-completed.png"'
     assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "done"
 
 
@@ -272,7 +272,7 @@ def test_uploads_are_read_as_the_cli_reads_files(client, tmp_path, kind):
 
 
 def test_a_client_file_name_is_never_a_path(client):
-    photo = open_upload(client, (REPO / "data" / "examples" / "generated-4.png").read_bytes(),
+    photo = open_upload(client, (REPO / "data" / "examples" / "generated-5.png").read_bytes(),
                         "../../etc/evil name.png").json()
     assert photo["name"] == "evil name.png"
     assert_refused(client.post("/api/photos", data={"example": "../../pyproject.toml"}), 404, "no example")
