@@ -2,10 +2,11 @@
 Keras port of the TF1 toolkit. Fill the masked part of a face by searching the generator's
 latent space; train the DCGAN; align faces in photos as OpenFace does.
 
-    from dcgan_completion import load_models, complete, make_masks
+    from dcgan_completion import complete, load_encoder, load_models, make_masks
     generator, discriminator = load_models()          # the face model shipped with the package
     result = complete(images, make_masks("center", 64, seeds=range(len(images))),
-                      generator, discriminator)        # images: [N, 64, 64, 3] in [-1, 1]
+                      generator, discriminator,        # images: [N, 64, 64, 3] in [-1, 1]
+                      encoder=load_encoder())          # its encoder starts the search
 
 The library, by concern (each name importable from here, from its module in brackets):
 
@@ -16,7 +17,9 @@ Training
     dataset_files, image_batches         the tf.data input of a folder of faces [data]
 Completion
     complete(images, masks, G, D, ...)   search z, fill the hole: CompletionResult [completion]
-    SearchOptions                        how it searches: approach (adam, momentum, hmc), n_iter, ... [search]
+    SearchOptions                        how it searches: approach (adam, momentum, hmc), n_iter, init, ... [search]
+    load_encoder, train_encoder          the learned start of the search: E(masked face) -> z [encoder]
+    build_encoder, save_encoder          the encoder network; kept with the model it belongs to [encoder]
     complete_files                       dcgan-complete itself: files in, files out [completion_files]
     complete_photo, complete_photo_files faces in ordinary photos, at full resolution [photos]
     poisson_blend                        blend a fill into the known pixels [blending]
@@ -63,6 +66,10 @@ _EXPORTS = {
     # completion
     "complete": "completion",
     "SearchOptions": "search",
+    "load_encoder": "encoder",
+    "train_encoder": "encoder",
+    "build_encoder": "encoder",
+    "save_encoder": "encoder",
     "complete_files": "completion_files",
     "complete_photo": "photos",
     "complete_photo_files": "photos",

@@ -5,6 +5,10 @@ hole with G(z) ("Completion" in docs/original.md).
     result = complete(images, masks, generator, discriminator, n_iter=1000)
     result.completed  # [N, H, W, 3], known pixels exactly the input's
     result = complete(images, masks, generator, discriminator, SearchOptions(approach="momentum"))
+    result = complete(images, masks, generator, discriminator, encoder=load_encoder())  # a learned start
+
+Each image's search starts from the encoder's guess of z (init="encoder", the default,
+where an encoder is given; encoder.py) or from the original's random z (init="random").
 
 How z moves (the approaches adam, momentum and hmc) and the options: search.py.
 
@@ -35,7 +39,9 @@ from .blending import poisson_blend
 from .errors import InputError, ignore_sigint
 from .masks import LOWRES_BLOCK, check_masks, weighted_context
 from .networks import image_size_of, z_dim_of
-from .search import APPROACHES, SearchOptions, Step, initial_z, search_options  # noqa: F401 - SearchOptions for users
+from .encoder import start_z
+from .search import (APPROACHES, SearchOptions, Step, initial_z, schedule_rate,  # noqa: F401 - SearchOptions for users
+                     search_options, settled)
 
 
 @dataclass
@@ -82,23 +88,27 @@ class Interrupted(KeyboardInterrupt):
         self.result, self.iterations, self.n_iter = result, iterations, n_iter
 
 
-def complete(images, masks, generator, discriminator, options=None, *, lowres=False, context_weights=None,
-             seeds=None, seed=0, on_snapshot=None, progress=False, **settings):
+def complete(images, masks, generator, discriminator, options=None, *, encoder=None, lowres=False,
+             context_weights=None, seeds=None, seed=0, on_snapshot=None, progress=False, **settings):
     """Complete `images` [N, H, W, 3] in [-1, 1] where `masks` (1 = known; [N, H, W, 3],
     or one [H, W, 3] for all) is 0.
 
-    options: a search.SearchOptions (approach and its hyperparameters, n_iter, lam,
-    weighted_context, blend, batch_size, out_interval); `settings` change it by name, so
-    that the common case reads complete(images, masks, G, D, n_iter=500, lr=0.02).
+    options: a search.SearchOptions (approach and its hyperparameters, n_iter, init,
+    schedule, lam, weighted_context, blend, batch_size, out_interval); `settings` change
+    it by name, so that the common case reads complete(images, masks, G, D, n_iter=500,
+    lr=0.02). encoder: the model's encoder (encoder.load_encoder), where init="encoder"
+    (the default) starts the search; without one the search starts from random z, with
+    a warning, and an unset n_iter is the random start's.
     lowres: add the context term on LOWRES_BLOCK-pixel block means (the lowres mask).
     context_weights [N, H, W, 3]: any per-pixel weight map, instead of the mask (or the
     weighted context). seeds: one integer per image (default seed + index); an image's
-    starting z and HMC noise come from its seed alone. Images go in batches of
+    random starting z and HMC noise come from its seed alone. Images go in batches of
     `batch_size`, the last one smaller (not padded). `on_snapshot(Snapshot)` is called at
     iteration 0, every `out_interval` iterations and at the end.
     """
-    options = search_options(options, **settings)
+    options = settled(search_options(options, **settings), encoder is not None)
     run = _prepare(images, masks, generator, discriminator, options, lowres, context_weights, seeds, seed)
+    run.encoder = encoder if options.init == "encoder" else None
     n_batches = -(-len(run.images) // options.batch_size)
     bar = _progress_bar(options.n_iter * n_batches, progress)
     with _without_remapper():
@@ -135,6 +145,7 @@ class _Run:
     result: CompletionResult
     reached: np.ndarray  # iterations done, per image
     finished: np.ndarray  # results in, per image
+    encoder: object = None  # where the search starts, if not at random
 
     def tensors(self, idx):
         """The batch's images, context weights and lowres weights as tensors."""
@@ -155,7 +166,7 @@ def _prepare(images, masks, generator, discriminator, options, lowres, context_w
         completed=np.empty_like(images), generated=np.empty_like(images),
         z=np.empty((n, z_dim_of(generator)), np.float32), losses=np.full((options.n_iter + 1, n), np.nan, np.float32))
     return _Run(
-        search=_search(generator, discriminator, options.approach), options=options,
+        search=_search(generator, discriminator, options.approach, options.search_schedule), options=options,
         hparams=tf.constant([options.lam, *options.values().values()], tf.float32),
         images=images, masks=masks, weights=np.broadcast_to(np.asarray(context_weights, np.float32), images.shape),
         lowres=lowres, seeds=seeds, result=result, reached=np.zeros(n, np.int64), finished=np.zeros(n, bool))
@@ -164,7 +175,10 @@ def _prepare(images, masks, generator, discriminator, options, lowres, context_w
 def _search_batch(run, b, idx, on_snapshot, bar):
     y, w, lw = run.tensors(idx)
     s = tf.constant(run.seeds[idx])
-    z = initial_z(s, run.result.z.shape[1])
+    if run.encoder is None:
+        z = initial_z(s, run.result.z.shape[1])
+    else:
+        z = start_z(run.encoder, y, tf.constant(run.masks[idx]))
     run.result.z[idx] = z.numpy()
     state = tuple(tf.zeros_like(z) for _ in range(APPROACHES[run.options.approach].state_size))
     log = []  # (iterations, losses, z) not yet handed to on_snapshot
@@ -172,7 +186,8 @@ def _search_batch(run, b, idx, on_snapshot, bar):
     for it in sorted(set(range(0, n_iter, run.options.out_interval)) | {n_iter}):
         if it > done:
             z, state, chunk_losses, chunk_z = run.search.run(
-                z, state, y, w, lw, s, run.hparams, tf.constant(done, tf.int64), tf.constant(it - done, tf.int32))
+                z, state, y, w, lw, s, run.hparams, tf.constant(done, tf.int64), tf.constant(it - done, tf.int32),
+                tf.constant(n_iter, tf.int64))
             run.result.z[idx], run.reached[idx] = z.numpy(), it  # where Ctrl-C would leave this batch
             _log_chunk(log, run.result, idx, done, chunk_losses, chunk_z, bar)
             done = it
@@ -257,8 +272,9 @@ class _Search:
 
 
 @functools.lru_cache(maxsize=8)
-def _search(generator, discriminator, approach):
-    """The compiled search for one model pair and approach (a name of search.APPROACHES),
+def _search(generator, discriminator, approach, schedule):
+    """The compiled search for one model pair, approach (a name of search.APPROACHES)
+    and schedule (of search.SCHEDULES),
     traced once for every batch size and hyperparameter value: the hyperparameters
     travel as one float vector, lam first, then the approach's in its order."""
     approach = APPROACHES[approach]
@@ -281,8 +297,8 @@ def _search(generator, discriminator, approach):
 
     @tf.function(input_signature=[
         vec, (vec,) * approach.state_size, img, img, per_image, tf.TensorSpec([None], tf.int64), hp,
-        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32)])
-    def run(z, state, images, weights, lowres_weights, seeds, hparams, start, steps):
+        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)])
+    def run(z, state, images, weights, lowres_weights, seeds, hparams, start, steps, n_iter):
         h = dict(zip(names, tf.unstack(hparams)))
         objective = functools.partial(
             loss_and_grad, images=images, weights=weights, lowres_weights=lowres_weights, lam=h["lam"])
@@ -292,8 +308,9 @@ def _search(generator, discriminator, approach):
             loss, grad = objective(z)
             losses = losses.write(k, loss)
             zs = zs.write(k, z)
-            step = Step(z=z, state=state, loss=loss, grad=grad, iteration=start + tf.cast(k, tf.int64), seeds=seeds,
-                        objective=objective)
+            iteration = start + tf.cast(k, tf.int64)
+            step = Step(z=z, state=state, loss=loss, grad=grad, iteration=iteration,
+                        rate=schedule_rate(schedule, iteration, n_iter), seeds=seeds, objective=objective)
             z, state = approach.update(step, h)
         return z, state, losses.stack(), zs.stack()
 

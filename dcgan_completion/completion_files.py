@@ -25,7 +25,7 @@ from .errors import InputError, ignore_sigint
 from .images import (center_crop_resize, check_output_folder, image_grid, list_images, read_rgb, save_gif,
                      save_grid, save_image, to_float, to_uint8)
 from .masks import LOWRES_BLOCK, input_masks, mask_type_for, uses_lowres
-from .search import search_options
+from .search import search_options, settled
 
 
 def expand_inputs(inputs):
@@ -64,12 +64,13 @@ def load_inputs(paths, image_size):
 
 
 def complete_files(inputs, generator, discriminator, out_dir="completions", options=None, *, mask_type=None,
-                   center_scale=0.25, mask_file=None, gif=False, seed=0, progress=False, **settings):
+                   center_scale=0.25, mask_file=None, gif=False, seed=0, encoder=None, progress=False, **settings):
     """Complete image files and write the outputs (see the module's docstring).
 
     The masks: mask_type (default center), or mask_file for `file` (masks.input_masks);
     image k takes seed + k. options and `settings`: the search's (search.search_options:
-    approach, n_iter, lam, batch_size, blend...). Returns (paths, CompletionResult).
+    approach, n_iter, init, lam, batch_size, blend...); encoder: the model's, where
+    init="encoder" starts the search. Returns (paths, CompletionResult).
     """
     from .completion import Interrupted, complete  # TensorFlow only once there is work for it
     from .networks import image_size_of
@@ -83,10 +84,11 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
     seeds = np.arange(seed, seed + len(paths))
     masks = input_masks(paths, size, seeds, mask_type=mask_type, mask_file=mask_file, center_scale=center_scale)
     lowres = uses_lowres(mask_type)
+    options = settled(options, encoder is not None)  # once the inputs are known good
     writer = _OutputWriter(Path(out_dir), [p.stem for p in paths], images, masks, lowres, gif, options.n_iter,
                            several_batches=len(paths) > options.batch_size)
     try:
-        result = complete(images, masks, generator, discriminator, options, lowres=lowres, seeds=seeds,
+        result = complete(images, masks, generator, discriminator, options, encoder=encoder, lowres=lowres, seeds=seeds,
                           on_snapshot=writer, progress=progress)
     except Interrupted as stop:
         restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving

@@ -85,7 +85,7 @@ class FaceCompletion:
 
 def complete_photo(photo, generator, discriminator, options=None, *, mask=None, mask_type=None, center_scale=0.25,
                    seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1, predictor_path=None, name="the photo",
-                   progress=False, **settings):
+                   encoder=None, progress=False, **settings):
     """Fill the hole of an RGB uint8 photo: (completed photo HxWx3 uint8, [FaceCompletion]).
 
     mask: H x W (or H x W x 1/3) array in photo coordinates, 1/True = keep, 0 = fill.
@@ -95,7 +95,7 @@ def complete_photo(photo, generator, discriminator, options=None, *, mask=None, 
     name: how messages call the photo (a file name). options and `settings`: the search's
     (search.search_options: n_iter, approach, lam...); its `blend` (default True here) is
     the Poisson blending of the module's docstring; blend=False pastes G(z) as it is.
-    Faces are listed largest first; all of them go into one batched search.
+    encoder: the model's, where the search starts (completion.complete). Faces are listed largest first; all of them go into one batched search.
     """
     options = photo_options(options, **settings)
     photo = _check_photo(photo, name)
@@ -104,7 +104,7 @@ def complete_photo(photo, generator, discriminator, options=None, *, mask=None, 
     faces = plan_faces(photo, faces, mask=mask, mask_type=mask_type, center_scale=center_scale,
                        seed=seed, name=name)
     fill_faces(faces, generator, discriminator, options, lowres=uses_lowres(mask_type),
-               seeds=seed + np.arange(len(faces)), progress=progress)
+               seeds=seed + np.arange(len(faces)), encoder=encoder, progress=progress)
     return paste_faces(photo, faces, blend=options.blend), faces
 
 
@@ -174,7 +174,7 @@ def plan_faces(photo, faces, *, mask=None, mask_type=None, center_scale=0.25, se
 
 
 def fill_faces(faces, generator, discriminator, options=None, *, lowres=False, seeds=None, on_snapshot=None,
-               progress=False, **settings):
+               encoder=None, progress=False, **settings):
     """Complete the crops of the faces that fill something, in one batched search; sets
     each one's `generated` and `completed` (Poisson-blended with the options' blend, once
     at the end). Returns the CompletionResult (or None)."""
@@ -190,7 +190,7 @@ def fill_faces(faces, generator, discriminator, options=None, *, lowres=False, s
         seeds = np.asarray(seeds)[[i for i, f in enumerate(faces) if f.filled]]
     try:
         result = complete(crops, masks, generator, discriminator, search_options(options, blend=False), lowres=lowres,
-                          seeds=seeds, on_snapshot=on_snapshot, progress=progress)
+                          seeds=seeds, on_snapshot=on_snapshot, encoder=encoder, progress=progress)
     except Interrupted as stop:  # each face as it stands, then stop
         restore_sigint = ignore_sigint()
         try:
@@ -338,7 +338,7 @@ class PhotoOutput:
 
 def complete_photo_files(inputs, generator, discriminator, out_dir="completions", options=None, *, mask_type=None,
                          mask_file=None, center_scale=0.25, seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1,
-                         predictor_path=None, progress=False, **settings):
+                         predictor_path=None, encoder=None, progress=False, **settings):
     """Complete the faces of photo files: `out_dir/<photo name>.png` per photo, and
     `out_dir/faces/<photo name>-<k>.png` per completed face (aligned crop, masked crop,
     completed crop, side by side). Returns [PhotoOutput].
@@ -363,7 +363,7 @@ def complete_photo_files(inputs, generator, discriminator, out_dir="completions"
     everyone = [face for faces in plans for face in faces]
     try:
         fill_faces(everyone, generator, discriminator, options, lowres=uses_lowres(mask_type), seeds=seeds,
-                   progress=progress)
+                   encoder=encoder, progress=progress)
     except Interrupted as stop:
         restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
         try:

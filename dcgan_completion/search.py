@@ -9,11 +9,18 @@ dcgan-complete offers it, with a flag per new hyperparameter.
     options = SearchOptions(approach="momentum", n_iter=500, hyperparameters={"lr": 1e-4})
     options = search_options(approach="momentum", n_iter=500, lr=1e-4)      # the same
 
+Where the search starts (`init`): "encoder", the guess of the encoder kept with the model
+(encoder.py), or "random", the original's Uniform(-1, 1) from each image's seed. How its
+step size changes (`schedule`): "constant", the original's, or "cosine", from the
+approach's rate down to zero at the last iteration; each approach has its own default.
+
 Every approach clips z to [-1, 1] after each step. The updates run inside the compiled
 search (completion.py) and import TensorFlow when it is traced: this module itself does
 not, so that dcgan-complete builds its flags without loading TensorFlow.
 """
 import dataclasses
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -60,6 +67,7 @@ class Step:
     loss: object  # [B]: each image's loss at z
     grad: object  # [B, z_dim]: its gradient
     iteration: object  # int64 scalar, counted from 0
+    rate: object  # float32 scalar: the schedule's factor on the step size at this iteration
     seeds: object  # [B] int64: each image's seed (for an approach's own randomness)
     objective: Callable  # z -> (loss, grad), for approaches that look around z
 
@@ -71,6 +79,7 @@ class Approach:
     parameters: tuple  # of Parameter
     state_size: int  # how many [B, z_dim] tensors it carries between iterations (zeros at the start)
     update: Callable  # update(step: Step, h: {parameter name: scalar tensor}) -> (z, state)
+    schedule: str = "constant"  # its default schedule (SCHEDULES)
 
 
 # ---------------------------------------------------------------- the updates
@@ -85,7 +94,7 @@ def _clip(z):
 def momentum_update(step, h):
     """The original's (2016) projected gradient descent with Nesterov-style momentum."""
     (velocity,) = step.state
-    new_velocity = h["momentum"] * velocity - h["lr"] * step.grad
+    new_velocity = h["momentum"] * velocity - step.rate * h["lr"] * step.grad
     z = step.z - h["momentum"] * velocity + (1 + h["momentum"]) * new_velocity
     return _clip(z), (new_velocity,)
 
@@ -100,7 +109,7 @@ def adam_update(step, h):
     v = h["beta2"] * v + (1 - h["beta2"]) * step.grad * step.grad
     m_hat = m / (1 - h["beta1"] ** t)
     v_hat = v / (1 - h["beta2"] ** t)
-    return _clip(step.z - h["lr"] * m_hat / (tf.sqrt(v_hat) + h["eps"])), (m, v)
+    return _clip(step.z - step.rate * h["lr"] * m_hat / (tf.sqrt(v_hat) + h["eps"])), (m, v)
 
 
 def hmc_update(step, h):
@@ -110,18 +119,30 @@ def hmc_update(step, h):
     import tensorflow as tf
 
     v0, uniform = hmc_noise(step.seeds, step.iteration, step.z.shape[-1])
+    eps = step.rate * h["hmc_eps"]
     beta = h["hmc_beta"] * h["hmc_anneal"] ** tf.cast(step.iteration, tf.float32)
     z, loss, grad, v = step.z, step.loss, step.grad, v0
     for _ in tf.range(tf.cast(h["hmc_l"], tf.int32)):
-        v = v - h["hmc_eps"] / 2 * beta * grad
-        z = _clip(z + h["hmc_eps"] * v)
+        v = v - eps / 2 * beta * grad
+        z = _clip(z + eps * v)
         loss, grad = step.objective(z)
-        v = v - h["hmc_eps"] / 2 * beta * grad
+        v = v - eps / 2 * beta * grad
     energy0 = beta * step.loss + tf.reduce_sum(v0 * v0, axis=1) / 2
     energy = beta * loss + tf.reduce_sum(v * v, axis=1) / 2
     # The original rejects when u > exp(energy0 - energy); compared in logs, no overflow.
     reject = tf.math.log(uniform) > energy0 - energy
     return tf.where(reject[:, None], step.z, z), ()
+
+
+def schedule_rate(schedule, iteration, n_iter):
+    """The factor on the step size at `iteration` (from 0) of `n_iter`: 1 throughout for
+    "constant"; for "cosine", (1 + cos(pi * iteration / n_iter)) / 2, from 1 to near 0."""
+    import tensorflow as tf
+
+    if schedule == "constant":
+        return tf.constant(1.0)
+    progress = tf.cast(iteration, tf.float32) / tf.cast(tf.maximum(n_iter, 1), tf.float32)
+    return 0.5 * (1.0 + tf.cos(math.pi * progress))
 
 
 def initial_z(seeds, z_dim):
@@ -184,6 +205,10 @@ APPROACHES = {approach.name: approach for approach in (
     ), state_size=0, update=hmc_update),
 )}
 DEFAULT_APPROACH = "adam"
+SCHEDULES = ("constant", "cosine")
+INITS = ("encoder", "random")
+# Iterations when --nIter is not given, by where the search starts (measured: docs/performance.md).
+DEFAULT_ITERATIONS = {"encoder": 100, "random": 1000}
 
 
 def all_parameters():
@@ -206,6 +231,10 @@ class SearchOptions:
     hyperparameters: the approach's own (see APPROACHES), any not given at its default;
     those of other approaches are allowed and unused.
     lam: weight of the perceptual (discriminator) loss per image, as the original's.
+    n_iter: iterations (default: by init, DEFAULT_ITERATIONS). init: where each image's
+    search starts, "encoder" (the model's encoder; a random start where it has none) or
+    "random" (the original's Uniform(-1, 1) from the image's seed). schedule: the step
+    size's schedule, "constant" or "cosine" (default: the approach's own).
     weighted_context: weight known pixels by the paper's 7x7 weights instead of the mask.
     blend: fill the hole with G(z) Poisson-blended into the known pixels (the paper's last
     step) instead of pasting it. Images go in batches of `batch_size`; snapshots every
@@ -213,7 +242,9 @@ class SearchOptions:
     """
 
     approach: str = DEFAULT_APPROACH
-    n_iter: int = 1000
+    n_iter: int = None  # None: DEFAULT_ITERATIONS of where the search starts
+    init: str = "encoder"
+    schedule: str = None  # None: the approach's own
     lam: float = 0.1
     weighted_context: bool = False
     blend: bool = False
@@ -224,7 +255,12 @@ class SearchOptions:
     def __post_init__(self):
         if self.approach not in APPROACHES:
             raise InputError(f"unknown approach {self.approach!r}: choose one of {', '.join(APPROACHES)}")
-        check_number(self.n_iter, "n_iter", int, minimum=0)
+        if self.n_iter is not None:
+            check_number(self.n_iter, "n_iter", int, minimum=0)
+        if self.init not in INITS:
+            raise InputError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise InputError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         check_number(self.batch_size, "batch_size", int, minimum=1)
         check_number(self.out_interval, "out_interval", int, minimum=1)
         check_number(self.lam, "lam", float, minimum=0)
@@ -239,9 +275,26 @@ class SearchOptions:
     def search_approach(self):
         return APPROACHES[self.approach]
 
+    @property
+    def search_schedule(self):
+        return self.schedule or self.search_approach.schedule
+
     def values(self):
         """{name: value} of the approach's hyperparameters, defaults filled in."""
         return {p.name: p.check(self.hyperparameters.get(p.name, p.default)) for p in self.search_approach.parameters}
+
+
+def settled(options, has_encoder):
+    """`options` with where the search starts and how long it runs decided: init
+    "encoder" becomes "random" where the model has no encoder (with a warning), and an
+    unset n_iter that start's DEFAULT_ITERATIONS."""
+    init = options.init
+    if init == "encoder" and not has_encoder:
+        warnings.warn("the model has no encoder: the search starts from random z "
+                      "(train one with `train-encoder`, or pass --init random to silence this)")
+        init = "random"
+    n_iter = DEFAULT_ITERATIONS[init] if options.n_iter is None else options.n_iter
+    return dataclasses.replace(options, init=init, n_iter=n_iter)
 
 
 def _settings():

@@ -38,10 +38,12 @@ tf = import_tensorflow()
 from dcgan_completion.blending import poisson_blend  # noqa: E402
 from dcgan_completion.checkpoints import load_models  # noqa: E402
 from dcgan_completion.completion import complete  # noqa: E402
+from dcgan_completion.encoder import load_encoder  # noqa: E402
 from dcgan_completion.errors import InputError  # noqa: E402
 from dcgan_completion.images import list_images, load_image, to_uint8  # noqa: E402
 from dcgan_completion.masks import make_masks, uses_lowres  # noqa: E402
 from dcgan_completion.networks import image_size_of, z_dim_of  # noqa: E402
+from dcgan_completion.search import DEFAULT_ITERATIONS, INITS, SCHEDULES, search_options  # noqa: E402
 from dcgan_completion.metrics import (  # noqa: E402
     face_descriptors, face_realism, identity_distance, psnr, same_person_fraction, ssim)
 
@@ -68,7 +70,7 @@ def mean_fill(images_u8, masks):
     return out
 
 
-def evaluate(images, truth_descriptors, mask_type, generator, discriminator, args):
+def evaluate(images, truth_descriptors, mask_type, generator, discriminator, encoder, args):
     """Rows (mask, method, whole PSNR, hole PSNR, SSIM, identity distance, share of the same
     person, faces on the fixed box, seconds per image) for one mask type."""
     n, size = len(images), images.shape[1]
@@ -88,6 +90,7 @@ def evaluate(images, truth_descriptors, mask_type, generator, discriminator, arg
     start = time.perf_counter()
     result = complete(
         images * masks, masks, generator, discriminator, approach=args.approach, n_iter=args.nIter,
+        init=args.init, schedule=args.schedule, encoder=encoder,
         lam=args.lam, lr=args.lr, lowres=uses_lowres(mask_type), weighted_context=args.weightedContext,
         seeds=seeds, batch_size=args.batch_size, out_interval=math.gcd(args.nIter, *reports) or 1,
         on_snapshot=keep if reports else None, progress=args.progress,
@@ -152,17 +155,22 @@ def load_faces(folder, n, size):
 def completion_quality(args):
     """Print one row per mask type and method."""
     generator, discriminator = load_models(args.checkpointDir, dtype=args.precision)
+    encoder = load_encoder(args.checkpointDir, dtype=args.precision) if args.init == "encoder" else None
+    if args.init == "encoder" and encoder is None:
+        raise InputError(f"model {args.checkpointDir or 'shipped'} has no encoder: pass --init random")
     size = image_size_of(generator)
     images = load_faces(args.folder, args.n, size)
+    options = search_options(approach=args.approach, schedule=args.schedule, lr=args.lr)
     print(f"{len(images)} images from {args.folder}, {size}x{size}; model {args.checkpointDir or 'shipped'}; "
-          f"{args.approach}, {args.nIter} iterations, lam {args.lam}, {args.precision}")
+          f"{args.approach} (lr {args.lr or options.values()['lr']:g}, {options.search_schedule}), {args.init} start, "
+          f"{args.nIter} iterations, lam {args.lam}, {args.precision}")
     truth_descriptors = face_descriptors(images, progress=args.progress)
     header = (f"{'mask':<10} {'method':<24} {'PSNR dB':>8} {'hole dB':>8} {'SSIM':>6} {'ID dist':>7} {'same':>5} "
               f"{'fixed':>5} {'s/image':>8}")
     print(header)
     print("-" * len(header))
     for mask_type in args.masks.split(","):
-        rows, curve = evaluate(images, truth_descriptors, mask_type, generator, discriminator, args)
+        rows, curve = evaluate(images, truth_descriptors, mask_type, generator, discriminator, encoder, args)
         for mask, method, whole, inside, s, distance, same, fixed, seconds in rows:
             print(f"{mask:<10} {method:<24} {whole:8.2f} {inside:8.2f} {s:6.3f} {distance:7.3f} {same:5.0%} "
                   f"{fixed:5d} {seconds:8.4f}")
@@ -182,7 +190,9 @@ def parse_args(argv=None):
     p.add_argument("--masks", default="center,random80,left,half", help="comma-separated mask types")
     p.add_argument("--checkpointDir", default=None, help="model to evaluate (default: the shipped face model)")
     p.add_argument("--approach", default="adam")
-    p.add_argument("--nIter", type=int, default=1000)
+    p.add_argument("--init", choices=INITS, default="encoder", help="where the search starts (encoder or random)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None, help="the step size's schedule (default: the approach's)")
+    p.add_argument("--nIter", type=int, default=None, help="iterations (default: the --init start's default)")
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--centerScale", type=float, default=0.25)
@@ -201,6 +211,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.n is None:
         args.n = DEFAULT_N["realism" if args.realism else "completion"]
+    if args.nIter is None:
+        args.nIter = DEFAULT_ITERATIONS[args.init]
     if args.n < 1:
         fail("evaluate.py", f"--n must be 1 or more, got {args.n}")
     run("evaluate.py", realism if args.realism else completion_quality, args)

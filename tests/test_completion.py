@@ -9,7 +9,7 @@ from dcgan_completion.completion import _search, complete, completion_loss
 from dcgan_completion.errors import InputError
 from dcgan_completion.masks import make_mask, make_masks, weighted_context
 from dcgan_completion.networks import build_discriminator, build_generator
-from dcgan_completion.search import SearchOptions, hmc_noise, initial_z
+from dcgan_completion.search import APPROACHES, SearchOptions, hmc_noise, initial_z
 
 SIZE, Z_DIM = 16, 100
 
@@ -209,7 +209,7 @@ def test_each_image_depends_only_on_itself_and_its_seed(models, approach):
     np.testing.assert_allclose(alone.z[0], whole.z[3], atol=1e-4)
     np.testing.assert_allclose(alone.completed[0], whole.completed[3], atol=1e-4)
     np.testing.assert_allclose(alone.losses[:, 0], whole.losses[:, 3], rtol=1e-4)
-    assert _search(g, d, approach).run.experimental_get_tracing_count() == 1  # one trace, all batch sizes
+    assert _search(g, d, approach, APPROACHES[approach].schedule).run.experimental_get_tracing_count() == 1  # one trace, all batch sizes
 
 
 def test_snapshots_and_loss_history(models):

@@ -362,7 +362,7 @@ def test_the_tool_serves_on_a_free_port_with_its_limits():
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
-        match = re.fullmatch(r"dcgan-serve: open (http://127\.0\.0\.1:\d+/) in a browser \(Ctrl-C stops\)\n", line)
+        match = re.fullmatch(r"dcgan-serve: open (http://127\.0\.0\.1:\d+/) in a browser \(Ctrl-C stops; computing in [\w]+\)\n", line)
         assert match, (line, server.stderr.read() if server.poll() is not None else "")
         import httpx
 

@@ -53,6 +53,28 @@ def import_tensorflow():
     return tf
 
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+PRECISION_HELP = ("auto (default): mixed_bfloat16 where the hardware computes bfloat16 natively (CPUs with "
+                  "AMX/AVX-512 bf16, recent GPUs), as train-dcgan, else float32; float32 keeps the "
+                  "original's numerics (see docs/performance.md)")
+
+
+def load_search_models(checkpoint, precision):
+    """(generator, discriminator, encoder or None, precision) for completing: the model at
+    `checkpoint` (None: the shipped one) in `precision` (one of PRECISIONS; auto decided)."""
+    import_tensorflow()
+    from ..checkpoints import load_models
+    from ..encoder import load_encoder
+
+    if precision == "auto":
+        from ..training import default_precision
+
+        precision = default_precision()
+    dtype = None if precision == "float32" else precision
+    generator, discriminator = load_models(checkpoint, dtype=dtype)
+    return generator, discriminator, load_encoder(checkpoint, dtype=dtype), precision
+
+
 def number(kind=int, minimum=None, maximum=None, *, above=None, below=None):
     """An argparse `type` for a number of `kind` (int or float) within the bounds:
     minimum and maximum inclusive, above and below exclusive. number(int, minimum=1),

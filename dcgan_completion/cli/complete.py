@@ -10,12 +10,12 @@ import warnings
 from ..alignment import DEFAULT_LANDMARKS, LANDMARK_SETS
 from ..errors import InputError
 from ..masks import MASK_TYPES, mask_type_for
-from ..search import APPROACHES, DEFAULT_APPROACH, SearchOptions, all_parameters, search_options
-from . import ArgumentParser, import_tensorflow, number, run
+from ..search import (APPROACHES, DEFAULT_APPROACH, DEFAULT_ITERATIONS, INITS, SCHEDULES, SearchOptions,
+                      all_parameters, search_options)
+from . import PRECISION_HELP, PRECISIONS, ArgumentParser, load_search_models, number, run
 
 # The tool's name: bash's builtin `complete` shadows the original's (kept as an alias).
 PROG = "dcgan-complete"
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
 def build_parser():
@@ -34,12 +34,10 @@ def build_parser():
                    help="a mask image (white = keep) for all inputs, or a folder with one mask per input "
                         "named as the input")
     p.add_argument("--seed", type=number(int, minimum=0), default=0,
-                   help="image k of the inputs uses seed + k for its start z, random mask and HMC noise")
+                   help="image k of the inputs uses seed + k for its random mask, HMC noise and, with "
+                        "--init random, its starting z (the encoder's start depends on the image alone)")
     p.add_argument("--gif", action="store_true", help="also write completion.gif of the completed grids")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default): mixed_bfloat16 where the hardware computes bfloat16 natively (CPUs with "
-                        "AMX/AVX-512 bf16, recent GPUs), as train-dcgan, else float32; float32 keeps the "
-                        "original's numerics (see docs/performance.md)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     _add_search_arguments(p)
     _add_align_arguments(p)
     return p
@@ -56,7 +54,17 @@ def _add_search_arguments(p):
         parameter = uses[0][1]
         p.add_argument(*parameter.flags, dest=name, type=number(parameter.kind, **parameter.bounds), default=None,
                        help=f"{parameter.help} (default: {', '.join(f'{q.default:g} with {a}' for a, q in uses)})")
-    p.add_argument("--nIter", "--n-iter", dest="n_iter", type=number(int, minimum=0), default=defaults.n_iter)
+    p.add_argument("--init", choices=INITS, default=defaults.init,
+                   help="where each image's search starts: encoder (default): the guess of the encoder kept with "
+                        "the model (a random start, with a notice, for a model without one: see train-encoder); "
+                        "random: the original's Uniform(-1, 1) z from the image's seed")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="the step size over the search: constant (the original's) or cosine (from the step size "
+                        "down to zero at the last iteration); default: " + ", ".join(
+                            f"{a.schedule} with {a.name}" for a in APPROACHES.values()))
+    p.add_argument("--nIter", "--n-iter", dest="n_iter", type=number(int, minimum=0), default=None,
+                   help="iterations of the search (default: " + ", ".join(
+                       f"{n} from the {init} start" for init, n in DEFAULT_ITERATIONS.items()) + ")")
     p.add_argument("--lam", type=number(float, minimum=0), default=defaults.lam,
                    help="weight of the perceptual (discriminator) loss per image, as the original's")
     p.add_argument("--outInterval", "--out-interval", dest="out_interval", type=number(int, minimum=1),
@@ -112,44 +120,38 @@ def complete_command(args):
     options = search_options_of(args)
     paths = expand_inputs(args.imgs)
     check_output_folder(args.outDir, "--outDir")  # before the model loads
-    generator, discriminator, precision = _load_models(args)
+    generator, discriminator, encoder, precision = _load_models(args)
     if args.align:
-        return _complete_photos(args, paths, generator, discriminator, mask_type, options)
+        return _complete_photos(args, paths, generator, discriminator, encoder, mask_type, options)
     paths, _ = complete_files(paths, generator, discriminator, args.outDir, options, mask_type=mask_type,
                               center_scale=args.centerScale, mask_file=args.maskFile, gif=args.gif,
-                              seed=args.seed, progress=True)
+                              seed=args.seed, encoder=encoder, progress=True)
     n = len(paths)
     return [f"completed {n} image{'s' * (n != 1)}: {args.outDir}/final/ "
             f"(progress in {args.outDir}; computed in {precision})"]
 
 
 def _load_models(args):
-    """(generator, discriminator, precision) as --checkpointDir, --precision and --imgSize say."""
-    import_tensorflow()
-    from ..checkpoints import load_models
+    """(generator, discriminator, encoder, precision) as --checkpointDir, --precision and
+    --imgSize say; the encoder only where --init asks for it (None if the model has none)."""
     from ..networks import image_size_of
 
-    precision = args.precision
-    if precision == "auto":
-        from ..training import default_precision
-
-        precision = default_precision()
-    generator, discriminator = load_models(args.checkpointDir, dtype=None if precision == "float32" else precision)
+    generator, discriminator, encoder, precision = load_search_models(args.checkpointDir, args.precision)
     size = image_size_of(generator)
     if size != args.imgSize:
         raise InputError(f"the model completes {size}x{size} images, not {args.imgSize}x{args.imgSize}: "
                          f"pass --imgSize {size}")
-    return generator, discriminator, precision
+    return generator, discriminator, encoder if args.init == "encoder" else None, precision
 
 
-def _complete_photos(args, paths, generator, discriminator, mask_type, options):
+def _complete_photos(args, paths, generator, discriminator, encoder, mask_type, options):
     """`dcgan-complete --align`: one line per completed photo."""
     from ..photos import complete_photo_files
 
     outputs = complete_photo_files(
         paths, generator, discriminator, args.outDir, options, mask_type=mask_type, mask_file=args.maskFile,
         center_scale=args.centerScale, seed=args.seed, landmarks=args.landmarks, upsample=args.upsample,
-        predictor_path=args.dlibFacePredictor, progress=True)
+        predictor_path=args.dlibFacePredictor, encoder=encoder, progress=True)
     lines = []
     for o in outputs:
         done = [f for f in o.faces if f.filled]

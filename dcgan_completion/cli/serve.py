@@ -5,7 +5,7 @@ import os
 import socket
 
 from ..errors import InputError
-from . import ArgumentParser, import_tensorflow, number, run
+from . import PRECISION_HELP, PRECISIONS, ArgumentParser, load_search_models, number, run
 
 
 def build_parser():
@@ -17,6 +17,7 @@ def build_parser():
     p.add_argument("--port", type=number(int, minimum=0, maximum=65535), default=8000, help="port (default 8000; 0 = any free one)")
     p.add_argument("--checkpointDir", "--checkpoint-dir", default=None,
                    help="checkpoint folder or prefix from train-dcgan (default: the face model shipped with the package)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.add_argument("--max-upload-mb", type=positive, default=20.0, help="largest upload accepted (default 20 MB)")
     p.add_argument("--max-megapixels", type=positive, default=12.0,
                    help="largest photo accepted, in millions of pixels (default 12)")
@@ -51,16 +52,14 @@ def serve_command(args):
         raise InputError(f"dcgan-serve needs the web extra ({e.name} is missing): "
                          "pip install 'dcgan-completion[web]'") from None
     sock = listen(args.host, args.port)
-    import_tensorflow()
-    from ..checkpoints import load_models
-
-    generator, discriminator = load_models(args.checkpointDir)
-    app = create_app(generator, discriminator, max_upload_bytes=int(args.max_upload_mb * 1e6),
+    generator, discriminator, encoder, precision = load_search_models(args.checkpointDir, args.precision)
+    app = create_app(generator, discriminator, encoder=encoder, max_upload_bytes=int(args.max_upload_mb * 1e6),
                      max_pixels=int(args.max_megapixels * 1e6), max_iter=args.max_iter,
                      max_waiting=args.max_waiting, keep=args.keep)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"dcgan-serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops)", flush=True)
+    print(f"dcgan-serve: open http://{shown}:{port}/ in a browser (Ctrl-C stops; computing in {precision}"
+          f"{'' if encoder is not None else ', no encoder: searches start from random z'})", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])
     # uvicorn returns only once a signal told it to stop; whether it then re-raises Ctrl-C

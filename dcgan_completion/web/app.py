@@ -42,7 +42,6 @@ from ..images import to_uint8
 from .jobs import (FINISHED, PRESET_MASKS, JobQueue, NotFound, PhotoStore, TooLarge, client_label,
                    encode_png, plan_job, read_mask, read_photo)
 
-DEFAULT_ITERATIONS = 1000  # as dcgan-complete
 POLL_SECONDS = 0.1  # how often an event stream looks for news
 KEEPALIVE_SECONDS = 15
 _STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -50,13 +49,15 @@ _STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript;
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def create_app(generator, discriminator, *, max_upload_bytes=20_000_000, max_pixels=12_000_000, max_iter=3000,
-               max_waiting=8, keep=8, ttl=3600.0):
-    """The application for one loaded model pair; its lifespan starts and stops the search worker.
+def create_app(generator, discriminator, *, encoder=None, max_upload_bytes=20_000_000, max_pixels=12_000_000,
+               max_iter=3000, max_waiting=8, keep=8, ttl=3600.0):
+    """The application for one loaded model pair (and its encoder, which starts each
+    search where there is one); its lifespan starts and stops the search worker.
 
     What the handlers share is in app.state: the model's size, the page's files, the
     examples, the limits, the photo store and the job queue."""
     from ..networks import image_size_of  # TensorFlow: dcgan-serve loads it (quietly) after importing this
+    from ..search import DEFAULT_ITERATIONS
 
     package = resources.files(__package__)
     app = Starlette(routes=_ROUTES, lifespan=_lifespan,
@@ -67,8 +68,10 @@ def create_app(generator, discriminator, *, max_upload_bytes=20_000_000, max_pix
     app.state.examples = {p.name: p.read_bytes() for p in sorted((package / "examples").iterdir(), key=lambda p: p.name)
                           if p.name.endswith(".png")}
     app.state.limits = dict(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, max_iter=max_iter)
+    # As dcgan-complete: the iterations of the search's start.
+    app.state.default_iterations = min(DEFAULT_ITERATIONS["encoder" if encoder is not None else "random"], max_iter)
     app.state.photos = PhotoStore(keep=2 * keep, ttl=ttl)
-    app.state.queue = JobQueue(generator, discriminator, max_waiting=max_waiting, keep=keep, ttl=ttl)
+    app.state.queue = JobQueue(generator, discriminator, encoder=encoder, max_waiting=max_waiting, keep=keep, ttl=ttl)
     return app
 
 
@@ -99,7 +102,7 @@ async def _config(request):
     state = request.app.state
     limits = state.limits
     return JSONResponse({"size": state.size, "examples": list(state.examples), "presets": list(PRESET_MASKS),
-                         "default_iterations": min(DEFAULT_ITERATIONS, limits["max_iter"]),
+                         "default_iterations": state.default_iterations,
                          "max_iterations": limits["max_iter"], "max_upload_mb": limits["max_upload_bytes"] / 1e6,
                          "max_megapixels": limits["max_pixels"] / 1e6})
 
@@ -142,7 +145,7 @@ async def _submit(request):
     max_iter = state.limits["max_iter"]
     form = await request.form(max_files=1, max_fields=8)
     photo = state.photos.get(_text(form, "photo", required=True))
-    n_iter = _whole_number(_text(form, "n_iter") or str(min(DEFAULT_ITERATIONS, max_iter)), "iterations", 1, max_iter)
+    n_iter = _whole_number(_text(form, "n_iter") or str(state.default_iterations), "iterations", 1, max_iter)
     seed = _whole_number(_text(form, "seed") or "0", "seed", 0, 2**31 - 1)
     blend = _switch(_text(form, "blend") or "on", "blend")
     keep = None

@@ -231,7 +231,7 @@ def snapshot_interval(n_iter):
     return min(MAX_SNAPSHOT_INTERVAL, max(1, math.ceil(n_iter / FRAMES)))
 
 
-def run_job(job, generator, discriminator):
+def run_job(job, generator, discriminator, encoder=None):
     """Fill the job's faces in one batched search, a progress event and frame at each
     snapshot; then its result (PNG, at full resolution) and the GIF of its frames.
     Raises Cancelled at the first snapshot after job.cancel_requested is set."""
@@ -251,7 +251,7 @@ def run_job(job, generator, discriminator):
                                         "loss": float(np.mean(snap.loss))}))
 
     fill_faces(job.faces, generator, discriminator, lowres=job.lowres, blend=job.blend,
-               seeds=job.seed + np.arange(len(job.faces)), n_iter=job.n_iter,
+               seeds=job.seed + np.arange(len(job.faces)), n_iter=job.n_iter, encoder=encoder,
                out_interval=snapshot_interval(job.n_iter), batch_size=len(todo), on_snapshot=on_snapshot)
     if job.aligned:
         result = job.faces[0].completed  # as dcgan-complete: the completed crop itself
@@ -266,8 +266,8 @@ def run_job(job, generator, discriminator):
 class JobQueue:
     """Runs submitted jobs in order of arrival, one at a time, in one worker thread."""
 
-    def __init__(self, generator, discriminator, *, max_waiting=8, keep=8, ttl=3600.0):
-        self.generator, self.discriminator = generator, discriminator
+    def __init__(self, generator, discriminator, *, encoder=None, max_waiting=8, keep=8, ttl=3600.0):
+        self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
         self.max_waiting, self.keep, self.ttl = max_waiting, keep, ttl
         self._lock = threading.Condition()
         self._waiting = collections.deque()
@@ -341,7 +341,7 @@ class JobQueue:
                 job.state = "running"
             job.events.append(("started", {}))
             try:
-                run_job(job, self.generator, self.discriminator)
+                run_job(job, self.generator, self.discriminator, self.encoder)
                 outcome, data = "done", {}
             except Cancelled:
                 outcome, data = "cancelled", {}
