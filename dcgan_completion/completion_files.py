@@ -84,7 +84,7 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
     seeds = np.arange(seed, seed + len(paths))
     masks = input_masks(paths, size, seeds, mask_type=mask_type, mask_file=mask_file, center_scale=center_scale)
     lowres = uses_lowres(mask_type)
-    options = settled(options, encoder is not None)  # once the inputs are known good
+    options = settled(options, encoder is not None, mask_type)  # once the inputs are known good
     writer = _OutputWriter(Path(out_dir), [p.stem for p in paths], images, masks, lowres, gif, options.n_iter,
                            several_batches=len(paths) > options.batch_size)
     try:

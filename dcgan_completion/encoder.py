@@ -178,7 +178,7 @@ def save_encoder(encoder, checkpoint=None, step=None):
 def encoder_step(checkpoint=None):
     """The training step the encoder kept with the model has reached (0: none kept)."""
     path, _ = encoder_file(checkpoint)
-    return int(_read_npz(path).get(_STEP_KEY, 0)) if path.is_file() else 0
+    return int(_read_npz(path, _STEP_KEY).get(_STEP_KEY, 0)) if path.is_file() else 0
 
 
 def load_encoder(checkpoint=None, dtype=None):
@@ -187,8 +187,7 @@ def load_encoder(checkpoint=None, dtype=None):
     path, inside = encoder_file(checkpoint)
     if not path.is_file():
         return None
-    arrays = {k[len(ENCODER_PREFIX):]: v for k, v in _read_npz(path).items()
-              if k.startswith(ENCODER_PREFIX) and k != _STEP_KEY}
+    arrays = {k[len(ENCODER_PREFIX):]: v for k, v in _read_npz(path, ENCODER_PREFIX).items() if k != _STEP_KEY}
     if not arrays:
         return None
     first, last = arrays.get("e_h0_conv/kernel"), [v for k, v in arrays.items() if k.endswith("_lin/kernel")]
@@ -214,9 +213,11 @@ def copy_weights_file(source, out):
             np.savez_compressed(f, **arrays)
 
 
-def _read_npz(path):
+def _read_npz(path, prefix=""):
+    """The arrays of a .npz file whose names start with `prefix` (the others are not
+    decompressed: the shipped file's networks are most of its 17 MB)."""
     try:
         with np.load(path) as stored:
-            return {name: stored[name] for name in stored.files}
+            return {name: stored[name] for name in stored.files if name.startswith(prefix)}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise InputError(f"{path}: cannot read weights file ({e})") from None

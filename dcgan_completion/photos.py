@@ -46,7 +46,7 @@ from .alignment import DEFAULT_LANDMARKS, align_all_faces
 from .errors import InputError, ignore_sigint
 from .images import check_output_folder, image_grid, read_rgb, save_image, to_float, to_uint8
 from .masks import check_photo_mask, load_photo_mask, make_mask, mask_path_for, mask_type_for, uses_lowres
-from .search import SearchOptions, search_options
+from .search import SearchOptions, search_options, settled
 
 # Upscaling a 64x64 fill by 2-12x (a face in a photo is 130-750 px wide): bicubic
 # shows no bilinear diamonds. The guide is only a guide when blending.
@@ -97,7 +97,7 @@ def complete_photo(photo, generator, discriminator, options=None, *, mask=None, 
     the Poisson blending of the module's docstring; blend=False pastes G(z) as it is.
     encoder: the model's, where the search starts (completion.complete). Faces are listed largest first; all of them go into one batched search.
     """
-    options = photo_options(options, **settings)
+    options = settled(photo_options(options, **settings), encoder is not None, mask_type)
     photo = _check_photo(photo, name)
     faces = find_faces(photo, _image_size(generator), landmarks=landmarks, upsample=upsample,
                        predictor_path=predictor_path, name=name)
@@ -353,8 +353,8 @@ def complete_photo_files(inputs, generator, discriminator, out_dir="completions"
     from .completion import Interrupted
     from .completion_files import expand_inputs
 
-    options = photo_options(options, **settings)
     mask_type = mask_type_for(mask_type, mask_file)
+    options = settled(photo_options(options, **settings), encoder is not None, mask_type)
     check_output_folder(out_dir, "--outDir")
     paths = expand_inputs(inputs)
     find = functools.partial(find_faces, size=_image_size(generator), landmarks=landmarks, upsample=upsample,

@@ -43,7 +43,7 @@ from dcgan_completion.errors import InputError  # noqa: E402
 from dcgan_completion.images import list_images, load_image, to_uint8  # noqa: E402
 from dcgan_completion.masks import make_masks, uses_lowres  # noqa: E402
 from dcgan_completion.networks import image_size_of, z_dim_of  # noqa: E402
-from dcgan_completion.search import DEFAULT_ITERATIONS, INITS, SCHEDULES, search_options  # noqa: E402
+from dcgan_completion.search import INITS, SCHEDULES, default_iterations, search_options  # noqa: E402
 from dcgan_completion.metrics import (  # noqa: E402
     face_descriptors, face_realism, identity_distance, psnr, same_person_fraction, ssim)
 
@@ -80,7 +80,8 @@ def evaluate(images, truth_descriptors, mask_type, generator, discriminator, enc
     hole = masks < 0.5
     methods = {}
 
-    reports = [it for it in args.psnr_at if it < args.nIter]
+    n_iter = default_iterations(args.init, mask_type) if args.nIter is None else args.nIter
+    reports = [it for it in args.psnr_at if it < n_iter]
     by_iteration = {}  # iteration -> the completions as they stood then
 
     def keep(snapshot):
@@ -89,14 +90,14 @@ def evaluate(images, truth_descriptors, mask_type, generator, discriminator, enc
 
     start = time.perf_counter()
     result = complete(
-        images * masks, masks, generator, discriminator, approach=args.approach, n_iter=args.nIter,
+        images * masks, masks, generator, discriminator, approach=args.approach, n_iter=n_iter,
         init=args.init, schedule=args.schedule, encoder=encoder,
         lam=args.lam, lr=args.lr, lowres=uses_lowres(mask_type), weighted_context=args.weightedContext,
-        seeds=seeds, batch_size=args.batch_size, out_interval=math.gcd(args.nIter, *reports) or 1,
+        seeds=seeds, batch_size=args.batch_size, out_interval=math.gcd(n_iter, *reports) or 1,
         on_snapshot=keep if reports else None, progress=args.progress,
     )
     curve = {it: psnr(to_uint8(by_iteration[it]), truth).mean() for it in reports}
-    curve[args.nIter] = psnr(to_uint8(result.completed), truth).mean()
+    curve[n_iter] = psnr(to_uint8(result.completed), truth).mean()
     name = "dcgan" + ("+wctx" if args.weightedContext else "")
     methods[name] = (to_uint8(result.completed), time.perf_counter() - start)
     if args.blend:  # the same search, its fill Poisson-blended into the known pixels
@@ -163,7 +164,7 @@ def completion_quality(args):
     options = search_options(approach=args.approach, schedule=args.schedule, lr=args.lr)
     print(f"{len(images)} images from {args.folder}, {size}x{size}; model {args.checkpointDir or 'shipped'}; "
           f"{args.approach} (lr {args.lr or options.values()['lr']:g}, {options.search_schedule}), {args.init} start, "
-          f"{args.nIter} iterations, lam {args.lam}, {args.precision}")
+          f"{args.nIter or 'default'} iterations, lam {args.lam}, {args.precision}")
     truth_descriptors = face_descriptors(images, progress=args.progress)
     header = (f"{'mask':<10} {'method':<24} {'PSNR dB':>8} {'hole dB':>8} {'SSIM':>6} {'ID dist':>7} {'same':>5} "
               f"{'fixed':>5} {'s/image':>8}")
@@ -192,7 +193,8 @@ def parse_args(argv=None):
     p.add_argument("--approach", default="adam")
     p.add_argument("--init", choices=INITS, default="encoder", help="where the search starts (encoder or random)")
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="the step size's schedule (default: the approach's)")
-    p.add_argument("--nIter", type=int, default=None, help="iterations (default: the --init start's default)")
+    p.add_argument("--nIter", type=int, default=None,
+                   help="iterations (default: the start's and mask type's, search.default_iterations)")
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--centerScale", type=float, default=0.25)
@@ -211,8 +213,6 @@ def main(argv=None):
     args = parse_args(argv)
     if args.n is None:
         args.n = DEFAULT_N["realism" if args.realism else "completion"]
-    if args.nIter is None:
-        args.nIter = DEFAULT_ITERATIONS[args.init]
     if args.n < 1:
         fail("evaluate.py", f"--n must be 1 or more, got {args.n}")
     run("evaluate.py", realism if args.realism else completion_quality, args)

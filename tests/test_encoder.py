@@ -14,7 +14,7 @@ from dcgan_completion.encoder import (build_encoder, encoder_step, load_encoder,
 from dcgan_completion.images import save_image
 from dcgan_completion.masks import make_mask, make_masks
 from dcgan_completion.networks import build_discriminator, build_generator
-from dcgan_completion.search import DEFAULT_ITERATIONS, initial_z
+from dcgan_completion.search import DEFAULT_ITERATIONS, ENCODER_ITERATIONS_BY_MASK, initial_z
 
 SIZE = 16
 
@@ -172,10 +172,13 @@ def test_a_model_without_an_encoder_starts_at_random_with_a_notice(tmp_path, wit
                                atol=1e-6)
 
 
-def test_default_iterations_follow_the_start(tmp_path, with_encoder, without_encoder, inputs, capsys):
+def test_default_iterations_follow_the_start_and_the_mask(tmp_path, with_encoder, without_encoder, inputs, capsys):
     folder, _ = with_encoder
-    for name, model, extra, n in (("enc", folder, [], DEFAULT_ITERATIONS["encoder"]),
-                                  ("rand", without_encoder, ["--init", "random"], DEFAULT_ITERATIONS["random"])):
+    assert (DEFAULT_ITERATIONS, ENCODER_ITERATIONS_BY_MASK) == ({"encoder": 50, "random": 1000}, {"random80": 200})
+    for name, model, extra, n in (("enc", folder, [], 50),
+                                  ("enc80", folder, ["--maskType", "random80"], 200),
+                                  ("rand", without_encoder, ["--init", "random"], 1000),
+                                  ("rand80", without_encoder, ["--init", "random", "--maskType", "random80"], 1000)):
         code, _, _ = run_main(complete_main, capsys, inputs / "face1.png", "--checkpointDir", model, "--imgSize", SIZE,
                               "--outInterval", 10_000, "--outDir", tmp_path / name, *extra)
         assert code == 0
@@ -296,3 +299,50 @@ def test_the_shipped_encoder_starts_held_out_faces_far_closer_than_random_z(shar
                           for s in (0, 100, 200)], axis=0)
         assert learned.mean() < 0.6 * random.mean(), (mask_type, learned.mean(), random.mean())
         assert (learned < random).mean() >= 0.9
+
+
+# ---------------------------------------------------------------- dcgan-serve
+
+
+@pytest.mark.parametrize("precision, dtype", [("float32", "float32"), ("mixed_bfloat16", "bfloat16")])
+def test_serve_precision_and_its_encoder(with_encoder, without_encoder, monkeypatch, precision, dtype):
+    """dcgan-serve --precision computes the page's searches in it; a model with an encoder
+    starts them there and offers its default iterations, one without says so."""
+    pytest.importorskip("starlette", reason="dcgan-serve needs the web extra: pip install '.[web]'")
+    pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
+    import contextlib
+    import io
+    import warnings
+
+    import uvicorn
+
+    from dcgan_completion.cli import serve
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from starlette.testclient import TestClient
+
+    served = []
+
+    def serve_nothing(server, sockets=None):  # the app the tool would serve, instead of serving it
+        served.append(server.config.app)
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve_nothing)
+    for folder, has_encoder in ((with_encoder[0], True), (without_encoder, False)):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop:
+            serve.main(["--port", "0", "--checkpointDir", str(folder), "--precision", precision])
+        assert stop.value.code == 130
+        line = out.getvalue().splitlines()[0]
+        assert line.endswith(f"(Ctrl-C stops; computing in {precision}"
+                             + ("" if has_encoder else ", no encoder: searches start from random z") + ")"), line
+        queue = served[-1].state.queue
+        assert queue.generator.get_layer("g_h1").compute_dtype == dtype
+        assert (queue.encoder is not None) == has_encoder
+        if has_encoder:
+            assert queue.encoder.get_layer("e_h1_conv").compute_dtype == dtype
+        with TestClient(served[-1]) as client:
+            expected = DEFAULT_ITERATIONS["encoder" if has_encoder else "random"]
+            assert client.get("/api/config").json()["default_iterations"] == expected

@@ -57,7 +57,7 @@ def create_app(generator, discriminator, *, encoder=None, max_upload_bytes=20_00
     What the handlers share is in app.state: the model's size, the page's files, the
     examples, the limits, the photo store and the job queue."""
     from ..networks import image_size_of  # TensorFlow: dcgan-serve loads it (quietly) after importing this
-    from ..search import DEFAULT_ITERATIONS
+    from ..search import default_iterations
 
     package = resources.files(__package__)
     app = Starlette(routes=_ROUTES, lifespan=_lifespan,
@@ -68,8 +68,9 @@ def create_app(generator, discriminator, *, encoder=None, max_upload_bytes=20_00
     app.state.examples = {p.name: p.read_bytes() for p in sorted((package / "examples").iterdir(), key=lambda p: p.name)
                           if p.name.endswith(".png")}
     app.state.limits = dict(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, max_iter=max_iter)
-    # As dcgan-complete: the iterations of the search's start.
-    app.state.default_iterations = min(DEFAULT_ITERATIONS["encoder" if encoder is not None else "random"], max_iter)
+    # As dcgan-complete: the iterations of the search's start (and mask type, for a preset).
+    start = "encoder" if encoder is not None else "random"
+    app.state.default_iterations = lambda mask_type=None: min(default_iterations(start, mask_type), max_iter)
     app.state.photos = PhotoStore(keep=2 * keep, ttl=ttl)
     app.state.queue = JobQueue(generator, discriminator, encoder=encoder, max_waiting=max_waiting, keep=keep, ttl=ttl)
     return app
@@ -102,7 +103,7 @@ async def _config(request):
     state = request.app.state
     limits = state.limits
     return JSONResponse({"size": state.size, "examples": list(state.examples), "presets": list(PRESET_MASKS),
-                         "default_iterations": state.default_iterations,
+                         "default_iterations": state.default_iterations(),
                          "max_iterations": limits["max_iter"], "max_upload_mb": limits["max_upload_bytes"] / 1e6,
                          "max_megapixels": limits["max_pixels"] / 1e6})
 
@@ -145,7 +146,8 @@ async def _submit(request):
     max_iter = state.limits["max_iter"]
     form = await request.form(max_files=1, max_fields=8)
     photo = state.photos.get(_text(form, "photo", required=True))
-    n_iter = _whole_number(_text(form, "n_iter") or str(state.default_iterations), "iterations", 1, max_iter)
+    mask_type = _text(form, "mask_type") or None
+    n_iter = _whole_number(_text(form, "n_iter") or str(state.default_iterations(mask_type)), "iterations", 1, max_iter)
     seed = _whole_number(_text(form, "seed") or "0", "seed", 0, 2**31 - 1)
     blend = _switch(_text(form, "blend") or "on", "blend")
     keep = None
@@ -155,7 +157,7 @@ async def _submit(request):
             raise InputError("mask: send the mask as an image file (PNG of the photo's size, white = keep)")
         keep = await run_in_threadpool(read_mask, await upload.read(), photo, state.limits["max_pixels"],
                                        client_label(upload.filename, "the mask"))
-    job = await run_in_threadpool(plan_job, photo, state.size, keep=keep, mask_type=_text(form, "mask_type") or None,
+    job = await run_in_threadpool(plan_job, photo, state.size, keep=keep, mask_type=mask_type,
                                   n_iter=n_iter, blend=blend, seed=seed)
     state.queue.submit(job)
     return JSONResponse(_job_json(job, state.queue), status_code=202)

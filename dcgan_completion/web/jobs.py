@@ -36,7 +36,9 @@ from ..photos import FaceCompletion, fill_faces, find_faces, paste_faces, plan_f
 # The preset masks the page offers: every mask type that leaves a hole on its own.
 PRESET_MASKS = tuple(t for t in MASK_TYPES if t not in ("full", "file"))
 PREVIEW_SIDE = 512  # progress frames and the GIF fit in this square (the result does not)
-FRAMES = 40  # about this many progress frames per search...
+# About this many progress frames per search: each pastes, shrinks and encodes the whole
+# photo, which costs more than the iterations between frames of a short search...
+FRAMES = 10
 MAX_SNAPSHOT_INTERVAL = 25  # ...but one at least this often: a cancel waits for the next one
 FRAME_DELAY_MS = 100
 FINISHED = ("done", "cancelled", "failed")
