@@ -6,17 +6,15 @@ Each test is one case of scripts/try_bad_inputs.py's catalogue, small enough to 
 import importlib.metadata
 import os
 import pydoc
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from helpers import run_main
+from helpers import run_and_interrupt, run_main
 
 import dcgan_completion
 from dcgan_completion import alignment, checkpoints, data, training
@@ -242,30 +240,11 @@ def test_a_full_disk_during_a_save_leaves_the_last_checkpoint_and_no_temp_folder
         "DCGAN.model-4.data-00000-of-00001", "DCGAN.model-4.index", "checkpoint"]
 
 
-def run_and_interrupt(command, cwd, marker, signals, timeout=240):
-    """Start a tool, wait for `marker` in its output, send `signals` Ctrl-C 50 ms apart:
-    (exit code, output)."""
-    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=restore_sigint, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        seen = ""
-        while marker not in seen and process.poll() is None:
-            seen += process.stdout.read(1)
-        time.sleep(0.5)
-        for _ in range(signals):
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.05)
-        return process.wait(timeout=timeout), seen + process.stdout.read()
-    finally:
-        process.kill()
-
-
 def test_two_ctrl_c_during_training_save_and_print_no_traceback(tmp_path):
     data_dir = folder_of_noise(tmp_path / "data")
     command = [sys.executable, "-m", "dcgan_completion.cli.train", "--dataset", str(data_dir), "--image_size", "8",
                "--batch_size", "2", "--epoch", "100000", "--seed", "1", "--precision", "float32"]
-    code, output = run_and_interrupt(command, tmp_path, "d_loss=", 2)
+    code, output = run_and_interrupt(command, tmp_path, "d_loss=", signals=2)
     assert code == 130, output
     assert "Traceback" not in output and "Exception ignored" not in output, output
     assert "interrupted: saved checkpoint/DCGAN.model-" in output

@@ -1,10 +1,8 @@
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from helpers import run_and_interrupt
 
 from dcgan_completion import checkpoints, training, training_hooks
 from dcgan_completion.cli.train import main
@@ -277,20 +276,8 @@ def test_cli_trains_and_ctrl_c_saves_a_checkpoint(tmp_path):
     data = noise_folder(tmp_path / "data", count=8)
     command = [sys.executable, "-m", "dcgan_completion.cli.train", "--dataset", str(data), "--image_size", "8",
                "--batch_size", "4", "--epoch", "100000", "--seed", "1", "--precision", "float32"]
-    # SIGINT may be ignored by this process (pytest started in the background): not the child.
-    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=restore_sigint)
-    try:
-        seen = ""
-        while "d_loss=" not in seen and process.poll() is None:  # losses on the progress bar: training runs
-            seen += process.stdout.read(1)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        output = seen + process.communicate(timeout=60)[0]
-    finally:
-        process.kill()
-    assert process.returncode == 130, output
+    code, output = run_and_interrupt(command, tmp_path, "d_loss=")  # losses on the progress bar: training runs
+    assert code == 130, output
     assert "interrupted: saved checkpoint/DCGAN.model-" in output
     assert output.rstrip().endswith("train-dcgan: interrupted")
     prefix = checkpoints.latest_checkpoint(tmp_path / "checkpoint")

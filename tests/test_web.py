@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from helpers import read_until
 
 pytest.importorskip("starlette", reason="dcgan-serve needs the web extra: pip install '.[web]'")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
@@ -361,9 +362,9 @@ def test_the_tool_serves_on_a_free_port_with_its_limits():
                                "--max-megapixels", "3", "--max-upload-mb", "5", "--max-waiting", "1", "--keep", "2"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = server.stdout.readline()
+        line = read_until(server, "\n", timeout=120)
         match = re.fullmatch(r"dcgan-serve: open (http://127\.0\.0\.1:\d+/) in a browser \(Ctrl-C stops; computing in [\w]+\)\n", line)
-        assert match, (line, server.stderr.read() if server.poll() is not None else "")
+        assert match, line
         import httpx
 
         config = httpx.get(match.group(1) + "api/config", timeout=30).json()
