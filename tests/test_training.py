@@ -204,13 +204,27 @@ def test_cli_summary_every(tmp_path, capsys, flag, steps):
     assert seen[("z", "histo")] == steps
 
 
-def test_bfloat16_step(tmp_path):
+def test_bfloat16_step(tmp_path, monkeypatch):
     data = noise_folder(tmp_path / "data", count=4)
     policy = keras.config.dtype_policy().name
-    summary = run(tmp_path, data, epochs=1, seed=1, precision="mixed_bfloat16")
+    built, build_dcgan = [], training.build_dcgan
+    monkeypatch.setattr(training, "build_dcgan", lambda *a, **k: built.append(build_dcgan(*a, **k)) or built[-1])
+    summary = run(tmp_path / "bf16", data, epochs=1, seed=1, precision="mixed_bfloat16")
     assert summary["step"] == 1
     assert keras.config.dtype_policy().name == policy  # each layer is given the precision, not the process
-    generator, _ = checkpoints.load_models(tmp_path / "checkpoint")
+    run(tmp_path / "f32", data, epochs=1, seed=1, precision="float32")  # the same step in float32
+    # The networks that trained computed in bfloat16 ...
+    assert [m.generator.get_layer("g_h1").compute_dtype for m in built] == ["bfloat16", "float32"]
+    assert [m.discriminator.get_layer("d_h0_conv").compute_dtype for m in built] == ["bfloat16", "float32"]
+    # ... so the step ended elsewhere than float32's, nearby; the stored weights are float32.
+    bf16, f32 = stored_values(tmp_path / "bf16" / "checkpoint"), stored_values(tmp_path / "f32" / "checkpoint")
+    networks = [name for name in f32 if name.startswith(("generator/", "discriminator/"))]
+    assert all(bf16[name].dtype == np.float32 for name in networks)
+    means = [name for name in networks if "moving_mean" in name]  # the batch statistics of the step
+    assert max(np.abs(bf16[name] - f32[name]).max() for name in means) > 1e-6
+    for name in networks:
+        np.testing.assert_allclose(bf16[name], f32[name], rtol=0.05, atol=2e-3, err_msg=name)
+    generator, _ = checkpoints.load_models(tmp_path / "bf16" / "checkpoint")
     assert generator.get_layer("g_h0_lin").kernel.dtype == "float32"
 
 
