@@ -1,4 +1,6 @@
 """`dcgan-complete` end to end on a tiny 16x16 checkpoint: files on disk, exit codes, messages."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -109,13 +111,30 @@ def test_one_batch_writes_the_originals_layout(tmp_path, checkpoint, inputs, cap
     assert (lowres[:8, :8] == lowres[0, 0]).all() and "completing" in err
 
 
-def test_other_sizes_are_resized_with_a_warning(tmp_path, checkpoint, capsys):
-    save_image(tmp_path / "big.png", np.full((20, 24, 3), 200, np.uint8))
+def test_other_sizes_are_centre_cropped_and_resized_with_a_warning(tmp_path, checkpoint, capsys):
+    # 48x32: a red and a blue strip 8 pixels wide at the sides, which the centre crop cuts
+    # off, around a 32x32 square of four coloured quadrants, which it keeps (a squash
+    # resize would keep the strips; a crop off centre would move the quadrants).
+    quadrants = np.array([[[0, 200, 0], [200, 200, 200]], [[60, 60, 160], [200, 200, 0]]], np.uint8)
+    photo = np.zeros((32, 48, 3), np.uint8)
+    photo[:, :8], photo[:, 40:] = (255, 0, 0), (0, 0, 255)
+    photo[:, 8:40] = np.repeat(np.repeat(quadrants, 16, axis=0), 16, axis=1)
+    save_image(tmp_path / "big.png", photo)
     code, _, err = complete([tmp_path / "big.png", "--checkpointDir", checkpoint, "--imgSize", SIZE,
                              "--nIter", 1, "--outDir", tmp_path / "out"], capsys)
     assert code == 0
     assert "dcgan-complete: warning: big.png not 16x16: centre-cropped and resized" in err
-    assert read_rgb(tmp_path / "out" / "final" / "big.png").shape == (SIZE, SIZE, 3)
+    final = read_rgb(tmp_path / "out" / "final" / "big.png")
+    assert final.shape == (SIZE, SIZE, 3)
+    # The known pixels (outside the centre hole) are the quadrants at half size, exactly,
+    # away from the quadrants' border, where the resize's filter mixes two colours.
+    expected = np.repeat(np.repeat(quadrants, 8, axis=0), 8, axis=1)
+    clear = np.ones((SIZE, SIZE), bool)
+    clear[6:10] = clear[:, 6:10] = False
+    known = make_mask("center", SIZE)[:, :, 0] == 1
+    np.testing.assert_array_equal(final[clear & known], expected[clear & known])
+    assert not (final[:, :, 0] > 150)[known & (final[:, :, 1] < 50)].any()  # no red strip anywhere
+    assert not (final[:, :, 2] > 150)[known & (final[:, :, 0] < 50) & (final[:, :, 1] < 50)].any()  # nor blue
 
 
 def test_mask_files(tmp_path, checkpoint, inputs, capsys):
@@ -188,8 +207,20 @@ def test_blend_keeps_known_pixels_and_smooths_the_seam(tmp_path):
     assert np.abs(blended.completed - pasted.completed)[~known].mean() > 1e-3
 
 
+def native_bfloat16_here():
+    """mixed_bfloat16 where this machine's CPU has bfloat16 instructions (AVX-512 BF16 or
+    AMX, as /proc/cpuinfo lists them), else float32: what --precision auto must pick here
+    (a CPU-only machine; read here, not by the function the tool calls)."""
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU machine: auto follows the GPU")
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to read the CPU's instructions from")
+    return "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(cpuinfo.read_text().split()) else "float32"
+
+
 @pytest.mark.parametrize("flags, hardware, expected", [
-    ([], None, None),  # auto, on this machine: whatever training.default_precision() says
+    ([], None, None),  # auto, on this machine: bfloat16 where its CPU has the instructions
     ([], "mixed_bfloat16", "mixed_bfloat16"),  # auto where the hardware computes bf16 natively
     (["--precision", "auto"], "float32", "float32"),
     (["--precision", "float32"], "mixed_bfloat16", "float32"),
@@ -200,7 +231,7 @@ def test_precision_auto_follows_the_hardware_and_a_flag_is_obeyed(tmp_path, chec
     from dcgan_completion import completion, training
 
     if hardware is None:
-        expected = training.default_precision()
+        expected = native_bfloat16_here()
     else:
         monkeypatch.setattr(training, "default_precision", lambda: hardware)
     policies, real_complete = [], completion.complete
