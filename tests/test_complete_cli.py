@@ -247,3 +247,143 @@ def test_precision_auto_follows_the_hardware_and_a_flag_is_obeyed(tmp_path, chec
                              "--outDir", tmp_path / "out", *flags], capsys)
     assert code == 0 and policies == [{expected}]
     assert out.strip().endswith(f"computed in {expected})")
+
+
+# ---------------------------------------------------------------- every documented mask, through the tool
+
+
+def documented_hole(mask_type, size=SIZE):
+    """The missing pixels docs/completion.md's table gives a mask type (True = to fill)."""
+    hole = np.zeros((size, size), bool)
+    half = size // 2
+    if mask_type in ("left", "right"):
+        hole[:, :half] = True  # left: columns < size/2, as the original
+    if mask_type in ("top", "bottom"):
+        hole[:half] = True
+    if mask_type in ("right", "bottom"):
+        hole = np.flip(hole, axis=1 if mask_type == "right" else 0)
+    if mask_type == "grid":
+        hole[:] = True
+        hole[::4, ::4] = False  # all but every 4th row and column
+    return hole
+
+
+@pytest.fixture(scope="module")
+def white_faces(tmp_path_factory):
+    """Four white 16x16 inputs: in masked.png (the inputs times their masks) the hole is
+    whatever is not white."""
+    folder = tmp_path_factory.mktemp("white")
+    for k in range(4):
+        save_image(folder / f"white{k}.png", np.full((SIZE, SIZE, 3), 255, np.uint8))
+    return folder
+
+
+def masked_holes(out, count=4):
+    """Each input's hole as masked.png shows it (one row of the grid, inputs in order)."""
+    grid = read_rgb(out / "masked.png")
+    assert grid.shape == (SIZE, count * SIZE, 3)
+    return [(grid[:, k * SIZE:(k + 1) * SIZE] != 255).any(axis=2) for k in range(count)]
+
+
+@pytest.mark.parametrize("mask_type", ["right", "top", "bottom", "random", "random80", "half", "grid", "full"])
+def test_every_mask_type_fills_the_pixels_the_docs_say(tmp_path, checkpoint, white_faces, capsys, mask_type):
+    out = tmp_path / "out"
+    code, stdout, err = complete([white_faces, "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 1,
+                                  "--outDir", out, "--maskType", mask_type], capsys)
+    assert code == 0 and "completed 4 images" in stdout, err
+    holes = masked_holes(out)
+    if mask_type in ("random", "random80"):  # each pixel missing with probability 0.2 or 0.8 ...
+        missing = 0.2 if mask_type == "random" else 0.8
+        for hole in holes:
+            assert abs(hole.mean() - missing) < 0.1, hole.mean()
+        assert all((a != b).any() for a, b in zip(holes, holes[1:]))  # ... each image its own draw
+    elif mask_type == "half":  # a random one of the four halves, each image its own
+        halves = [documented_hole(t) for t in ("left", "right", "top", "bottom")]
+        drawn = [next(k for k, h in enumerate(halves) if (h == hole).all()) for hole in holes]
+        assert len(set(drawn)) > 1, drawn
+    else:
+        for hole in holes:
+            np.testing.assert_array_equal(hole, documented_hole(mask_type))
+    for k, hole in enumerate(holes):
+        final = read_rgb(out / "final" / f"white{k}.png")
+        assert (final[~hole] == 255).all()  # the known pixels are the input's
+        assert mask_type == "full" or (final[hole] != 255).any(axis=1).mean() > 0.9  # the hole is filled
+
+
+def test_a_mask_folder_gives_each_input_the_mask_of_its_name(tmp_path, checkpoint, inputs, capsys):
+    # docs/completion.md: a folder with one mask per input, named as the input (a.png for a.jpg).
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("face0.png", "face1.png"):
+        (photos / name).write_bytes((inputs / name).read_bytes())
+    save_image(photos / "face2.jpg", read_rgb(inputs / "face2.png"))
+    holes = {"face0": (slice(2, 6), slice(2, 14)), "face1": (slice(8, 15), slice(1, 5)), "face2": (slice(5, 11), slice(5, 11))}
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name, where in holes.items():
+        keep = np.full((SIZE, SIZE), 255, np.uint8)
+        keep[where] = 0
+        Image.fromarray(keep).save(masks / f"{name}.png")
+    out = tmp_path / "out"
+    code, stdout, err = complete([photos, "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 2,
+                                  "--maskFile", masks, "--outDir", out], capsys)
+    assert code == 0 and "completed 3 images" in stdout, err
+    for name, where in holes.items():
+        hole = np.zeros((SIZE, SIZE), bool)
+        hole[where] = True
+        original = read_rgb(next(photos.glob(f"{name}.*")))
+        final = read_rgb(out / "final" / f"{name}.png")
+        np.testing.assert_array_equal(final[~hole], original[~hole])
+        assert (final[hole] != original[hole]).any(axis=1).mean() > 0.9, name
+    # A folder that lacks an input's mask is a one-line error naming it.
+    (masks / "face1.png").unlink()
+    code, last, err = error_of([photos, "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 1,
+                                "--maskFile", masks, "--outDir", tmp_path / "out2"], capsys)
+    assert code == 2 and last.startswith("dcgan-complete: error: ") and "face1" in last, err
+
+
+# ---------------------------------------------------------------- --checkpointDir: a TF1 checkpoint, a prefix
+
+
+def final_after(args, out, capsys):
+    """Run dcgan-complete on face0.png with `args` into `out`, in float32: its final image."""
+    code, _, err = complete([*args, "--imgSize", SIZE, "--nIter", 2, "--outDir", out, "--precision", "float32"], capsys)
+    assert code == 0, err
+    return read_rgb(out / "final" / "face0.png")
+
+
+def test_checkpoint_dir_takes_the_originals_tf1_checkpoint_folder_or_prefix(tmp_path, inputs, capsys):
+    from test_tf1_checkpoint import _tf1_generator, random_values, save_tf1_checkpoint, tf1_variable_shapes
+
+    values = random_values(tf1_variable_shapes(16), seed=5)
+    save_tf1_checkpoint(values, tmp_path / "tf1", step=60502)  # as the original's Saver wrote it
+    final = final_after([inputs / "face0.png", "--checkpointDir", tmp_path / "tf1"], tmp_path / "out", capsys)
+    # The hole holds G(z) of the TF1 graph itself for the z the search ended on.
+    z = np.loadtxt(tmp_path / "out" / "logs" / "hats_00.log", ndmin=2)[-1, 2:]
+    expected = (_tf1_generator(z[None].astype(np.float32), values, 2).numpy()[0] + 1) * 127.5
+    hole = make_mask("center", SIZE)[:, :, 0] == 0
+    assert np.abs(final[hole] - expected[hole]).max() <= 1.01
+    np.testing.assert_array_equal(final[~hole], read_rgb(inputs / "face0.png")[~hole])
+    # Its prefix names the same checkpoint.
+    prefix = tmp_path / "tf1" / "DCGAN.model-60502"
+    np.testing.assert_array_equal(final_after([inputs / "face0.png", "--checkpointDir", prefix], tmp_path / "p", capsys),
+                                  final)
+
+
+def test_checkpoint_dir_takes_a_prefix_other_than_the_newest(tmp_path, checkpoint, inputs, capsys):
+    # A folder with DCGAN.model-1 (the module's checkpoint) and a newer DCGAN.model-2 of other weights.
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    for f in checkpoint.glob("DCGAN.model-1.*"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    g, d = build_generator(SIZE, gf_dim=16), build_discriminator(SIZE, df_dim=16)
+    tf.train.Checkpoint(generator=named_weights(g), discriminator=named_weights(d)).write(str(folder / "DCGAN.model-2"))
+    (folder / "checkpoint").write_text('model_checkpoint_path: "DCGAN.model-2"\n'
+                                       'all_model_checkpoint_paths: "DCGAN.model-1"\n'
+                                       'all_model_checkpoint_paths: "DCGAN.model-2"\n')
+    args = [inputs / "face0.png", "--checkpointDir"]
+    only_1 = final_after([*args, checkpoint], tmp_path / "only-1", capsys)
+    newest = final_after([*args, folder], tmp_path / "newest", capsys)
+    prefix_1 = final_after([*args, folder / "DCGAN.model-1"], tmp_path / "prefix-1", capsys)
+    np.testing.assert_array_equal(prefix_1, only_1)  # the prefix's checkpoint ...
+    assert (newest != only_1).any()  # ... not the folder's newest
