@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import run_main
 
 from dcgan_completion import alignment
 from dcgan_completion.alignment import MINMAX_TEMPLATE, face_boxes, face_landmarks
@@ -288,17 +289,46 @@ def test_files_with_a_mask_folder_and_a_faceless_photo(shared_data, models, tmp_
         complete_photo_files([tmp_path / "c.jpg"], *models, tmp_path / "out2", mask_file=tmp_path / "small")
 
 
+def align_run(tmp_path, models):
+    """The --align flags of a run on the module's 16x16 models, saved as a checkpoint once."""
+    checkpoint = tmp_path / "checkpoint"
+    if not checkpoint.is_dir():
+        checkpoint.mkdir()
+        tf.train.Checkpoint(generator=named_weights(models[0]), discriminator=named_weights(models[1])).write(
+            str(checkpoint / "DCGAN.model-1"))
+    return ["--align", "--upsample", "1", "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 2]
+
+
+def face_area(shape, boxes):
+    """H x W bool: inside any of dlib's face boxes."""
+    inside = np.zeros(shape[:2], bool)
+    for box in boxes:
+        inside[max(box.top(), 0): box.bottom() + 1, max(box.left(), 0): box.right() + 1] = True
+    return inside
+
+
 def test_dcgan_complete_align_runs_the_photo_pipeline(shared_data, models, tmp_path, capsys):
     shutil.copy(shared_data / "photos" / "longoria-cooper.jpg", tmp_path / "lc.jpg")
-    (tmp_path / "checkpoint").mkdir()
-    tf.train.Checkpoint(generator=named_weights(models[0]), discriminator=named_weights(models[1])).write(
-        str(tmp_path / "checkpoint" / "DCGAN.model-1"))
-    run = ["--align", "--upsample", "1", "--checkpointDir", tmp_path / "checkpoint", "--imgSize", SIZE,
-           "--nIter", 2, "--outDir", tmp_path / "out"]
+    run = [*align_run(tmp_path, models), "--outDir", tmp_path / "out"]
     main([str(a) for a in [tmp_path / "lc.jpg", *run]])
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(str(tmp_path / "out" / "lc.png")) and "2 of 2 faces completed" in line
     assert sorted(p.name for p in (tmp_path / "out" / "faces").iterdir()) == ["lc-1.png", "lc-2.png"]
+    # The photo comes back at full size with each face's centre filled (the centre mask on
+    # every aligned face), and every pixel away from the faces exactly the photo's.
+    rgb, written = read_rgb(tmp_path / "lc.jpg"), read_rgb(tmp_path / "out" / "lc.png")
+    assert written.shape == rgb.shape
+    changed = (written != rgb).any(axis=2)
+    boxes = face_boxes(rgb, upsample=1)
+    assert len(boxes) == 2 and not changed[~face_area(rgb.shape, boxes)].any()
+    for box in boxes:  # the crop's centre quarter, warped into the box: a large share of it
+        assert changed[face_area(rgb.shape, [box])].mean() > 0.1
+    for k in (1, 2):  # each face's strip: its crop, masked, completed (the centre square filled)
+        strip = read_rgb(tmp_path / "out" / "faces" / f"lc-{k}.png")
+        crop, completed = strip[:, :SIZE], strip[:, 2 * SIZE:]
+        hole = make_mask("center", SIZE)[:, :, 0] == 0
+        np.testing.assert_array_equal(completed[~hole], crop[~hole])
+        assert (completed[hole] != crop[hole]).any(axis=1).mean() > 0.9
 
     with pytest.raises(SystemExit) as exit_code:
         main([str(a) for a in [tmp_path / "lc.jpg", *run, "--maskType", "left", "--maskFile", tmp_path / "lc.jpg"]])
@@ -308,3 +338,24 @@ def test_dcgan_complete_align_runs_the_photo_pipeline(shared_data, models, tmp_p
     with pytest.raises(SystemExit):
         main([str(tmp_path / "lc.jpg"), "--align", "--upsample", "-1"])
     assert "argument --upsample: must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_dcgan_complete_align_mask_file_fills_the_hole_drawn_on_the_photo(shared_data, models, tmp_path, capsys):
+    # docs/completion.md: `dcgan-complete --align photo.jpg --maskFile photo-mask.png`, or a
+    # folder of masks named as the photos.
+    shutil.copy(shared_data / "photos" / "longoria-cooper.jpg", tmp_path / "lc.jpg")
+    rgb = read_rgb(tmp_path / "lc.jpg")
+    (tmp_path / "masks").mkdir()
+    keeps = {}
+    for face, mask_file in ((0, tmp_path / "lc-mask.png"), (1, tmp_path / "masks" / "lc.png")):
+        nose, box = nose_tip(rgb, face)
+        keeps[face] = disc_mask(rgb.shape, nose, 0.2 * box.width())
+        save_image(mask_file, np.repeat(keeps[face][:, :, None] * 255, 3, axis=2).astype(np.uint8))
+        out = tmp_path / f"out-{face}"
+        code, stdout, err = run_main(main, capsys, tmp_path / "lc.jpg", *align_run(tmp_path, models),
+                                     "--maskFile", mask_file.parent if face == 1 else mask_file, "--outDir", out)
+        assert code == 0, err
+        assert "1 of 2 faces completed" in stdout  # the hole touches one face
+        written, keep = read_rgb(out / "lc.png"), keeps[face]
+        np.testing.assert_array_equal(written[keep], rgb[keep])  # every pixel outside the hole
+        assert (written[~keep] != rgb[~keep]).any(axis=1).mean() > 0.9  # the hole, filled
