@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcgan_completion import alignment, checkpoints, training
+from dcgan_completion import alignment, checkpoints, training, training_hooks
 from dcgan_completion.checkpoints import named_weights
 from dcgan_completion.cli import align, complete, serve, train
 from dcgan_completion.images import read_rgb, save_image
@@ -286,7 +287,8 @@ def test_blend_poisson_blends_the_fill_instead_of_pasting_it(completion, faces):
 
 
 def test_precision_mixed_bfloat16_searches_in_bfloat16(completion):
-    loss, _ = search_log(completion())
+    # Against float32 by name: --precision auto, the default, is bfloat16 on CPUs that have it.
+    loss, _ = search_log(completion("--precision", "float32"))
     loss_bf16, _ = search_log(completion("--precision", "mixed_bfloat16"))
     assert loss_bf16[0] != loss[0]  # bfloat16 rounding ...
     np.testing.assert_allclose(loss_bf16, loss, rtol=1e-2)  # ... of the same search
@@ -376,16 +378,33 @@ def test_align_upsample_finds_smaller_faces(aligned_completion):
     assert code == 0 and "1 of 1 face completed" in stdout, err
 
 
+@pytest.fixture(scope="module")
+def shifted_predictor(photos, tmp_path_factory):
+    """Another 68-point dlib model than the packaged one: trained here, on clapton.jpg, to
+    place every landmark 8 pixels right of where the packaged model places it."""
+    import dlib
+
+    rgb = read_rgb(photos / "clapton.jpg")
+    box = alignment.face_boxes(rgb)[0]
+    shifted = [dlib.point(int(x) + 8, int(y)) for x, y in alignment.face_landmarks(rgb, box)]
+    options = dlib.shape_predictor_training_options()
+    options.tree_depth, options.cascade_depth, options.num_trees_per_cascade_level = 2, 2, 4
+    options.oversampling_amount, options.feature_pool_size, options.num_test_splits = 1, 20, 4
+    path = tmp_path_factory.mktemp("predictor") / "shifted.dat"
+    dlib.train_shape_predictor([rgb], [[dlib.full_object_detection(box, shifted)]], options).save(str(path))
+    return path
+
+
 @needs_predictor
-def test_align_dlib_face_predictor_is_the_file_given(aligned_completion, tmp_path_factory):
+def test_align_dlib_face_predictor_is_the_file_given(aligned_completion, photos, shifted_predictor, tmp_path_factory):
     missing = tmp_path_factory.mktemp("predictor") / "none.dat"
     _, code, _, err = aligned_completion("--dlibFacePredictor", missing)
     assert code == 2 and str(missing) in err.strip().splitlines()[-1], err
-    copy = missing.with_name("my-predictor.dat")
-    copy.symlink_to(alignment._packaged_predictor())
-    out, code, _, err = aligned_completion("--dlibFacePredictor", copy)
+    out, code, _, err = aligned_completion("--dlibFacePredictor", shifted_predictor)
     assert code == 0, err
-    np.testing.assert_array_equal(crop_of(out), crop_of(aligned_completion()[0]))
+    rgb = read_rgb(photos / "clapton.jpg")
+    np.testing.assert_array_equal(crop_of(out), alignment.align_face(rgb, SIZE, predictor_path=shifted_predictor))
+    assert (crop_of(out) != crop_of(aligned_completion()[0])).any()  # not the packaged model's alignment
 
 
 # ================================================================ align-faces
@@ -420,6 +439,16 @@ def test_align_faces_landmarks_choose_the_alignment(aligned_faces, photos):
         crops[landmarks] = read_rgb(out / "clapton.png")
         np.testing.assert_array_equal(crops[landmarks], alignment.align_face(rgb, 64, landmarks=landmarks))
     assert (crops["innerEyesAndBottomLip"] != crops["outerEyesAndNose"]).any()
+
+
+@needs_predictor
+def test_align_faces_dlib_face_predictor_is_the_file_given(aligned_faces, photos, shifted_predictor):
+    out, code, stdout, err = aligned_faces("clapton.jpg", "--dlib-face-predictor", shifted_predictor)
+    assert code == 0 and "1 aligned" in stdout, err
+    rgb = read_rgb(photos / "clapton.jpg")
+    aligned = read_rgb(out / "clapton.png")
+    np.testing.assert_array_equal(aligned, alignment.align_face(rgb, 64, predictor_path=shifted_predictor))
+    assert (aligned != alignment.align_face(rgb, 64)).any()
 
 
 @needs_predictor
@@ -513,9 +542,9 @@ def training_run(tmp_path_factory, datasets):
     return run
 
 
-def stored(work):
-    """{'generator/...' or 'discriminator/...': value} of the checkpoint in work/ck."""
-    prefix = tf.train.latest_checkpoint(str(work / "ck"))
+def stored(work, folder="ck"):
+    """{'generator/...' or 'discriminator/...': value} of the checkpoint in work/folder."""
+    prefix = tf.train.latest_checkpoint(str(work / folder))
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)
             if name.startswith(("generator/", "discriminator/"))}
@@ -571,15 +600,17 @@ def test_train_dcgan_strategy_mirrored_runs_with_kebab_spellings(training_run, d
 
     monkeypatch.setattr(training, "make_strategy", make_and_keep)
     monkeypatch.chdir(tmp_path)
-    code, _, err = tool(train.main, "--dataset", datasets / "noise8", "--image-size", 8, "--batch-size", 2,
+    # Every value other than its default, so that a spelling the tool ignored would show.
+    code, _, err = tool(train.main, "--dataset", datasets / "big16", "--image-size", 8, "--batch-size", 2,
                         "--train-size", 2, "--epoch", 1, "--seed", 1, "--precision", "float32",
-                        "--learning-rate", 0.0002, "--is-crop", "false", "--strategy", "mirrored",
+                        "--learning-rate", 0.01, "--is-crop", "true", "--strategy", "mirrored",
                         "--checkpoint-dir", "ck", "--sample-dir", "grids", "--log-dir", "tb")
     assert code == 0, err
     assert [type(s) for s in strategies] == [tf.distribute.MirroredStrategy]
     assert sorted(os.listdir(tmp_path)) == ["ck", "grids", "tb"]
-    # On the one CPU device, the same step as the default strategy's.
-    base = stored(training_run("noise8")[0])
+    assert sorted(os.listdir(tmp_path / "ck")) == sorted(os.listdir(training_run("noise8")[0] / "ck"))  # one step
+    # On the one CPU device, the step of the snake_case spellings with the default strategy.
+    base = stored(training_run("big16", "--is_crop", "--learning_rate", 0.01)[0])
     mirrored = stored(tmp_path)
     for name in base:
         np.testing.assert_allclose(mirrored[name], base[name], rtol=1e-5, atol=1e-6, err_msg=name)
@@ -597,6 +628,57 @@ def test_train_dcgan_precision_mixed_bfloat16(training_run):
     assert all(value.dtype == np.float32 for value in bf16.values())  # float32 weights ...
     kernels = [name for name in base if "/kernel/" in name]
     assert max(np.abs(bf16[name] - base[name]).max() for name in kernels) > 1e-6  # ... bfloat16 arithmetic
+
+
+def test_train_dcgan_precision_mixed_float16(training_run):
+    work, stdout = training_run("noise8", "--precision", "mixed_float16")
+    assert "mixed_float16" in stdout
+    base, f16 = stored(training_run("noise8")[0]), stored(work)
+    assert all(value.dtype == np.float32 for value in f16.values())  # float32 weights ...
+    # ... float16 arithmetic (a loss-scaled optimizer): the float32 step's weights, nearly.
+    assert max(np.abs(f16[name] - base[name]).max() for name in base) > 1e-6
+    for name in base:
+        np.testing.assert_allclose(f16[name], base[name], rtol=0.05, atol=2e-3, err_msg=name)
+
+
+def test_train_dcgan_resumes_when_the_same_command_runs_again(datasets, tmp_path, monkeypatch):
+    # README: "Run the same command again to go on from the newest checkpoint; resuming is exact."
+    command = ("--dataset", datasets / "noise8", "--image_size", 8, "--batch_size", 2, "--epoch", 3, "--seed", 1,
+               "--precision", "float32")  # 4 images, 2 steps an epoch: 6 steps, in ./checkpoint
+    for work in ("whole", "stopped"):
+        (tmp_path / work).mkdir()
+    monkeypatch.chdir(tmp_path / "whole")
+    code, stdout, err = tool(train.main, *command)
+    assert code == 0 and stdout.splitlines()[-1] == "step 6: checkpoint/DCGAN.model-6", err
+
+    # The same command in another folder, stopped by Ctrl-C after step 3 ...
+    monkeypatch.chdir(tmp_path / "stopped")
+    bar_end = training_hooks.ProgressBar.on_train_batch_end
+
+    def ctrl_c_after_step_3(self, step, logs=None):
+        bar_end(self, step, logs)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_hooks.ProgressBar, "on_train_batch_end", ctrl_c_after_step_3)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        code, stdout, err = tool(train.main, *command)
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # the tool ignores a second Ctrl-C as it exits
+        monkeypatch.setattr(training_hooks.ProgressBar, "on_train_batch_end", bar_end)
+    assert code == 130 and "interrupted: saved checkpoint/DCGAN.model-3; run the same command again" in stdout + err
+    # ... and run again as it was: it goes on from step 3 to the weights of the run that never stopped.
+    code, stdout, err = tool(train.main, *command)
+    assert code == 0 and stdout.splitlines()[-1] == "step 6: checkpoint/DCGAN.model-6", err
+    whole, resumed = stored(tmp_path / "whole", "checkpoint"), stored(tmp_path / "stopped", "checkpoint")
+    assert resumed.keys() == whole.keys()
+    for name, value in whole.items():
+        np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+    # Once more: nothing is left to do, and the checkpoint stays.
+    code, stdout, err = tool(train.main, *command)
+    assert code == 0 and stdout.splitlines()[-1] == "step 6: checkpoint/DCGAN.model-6", err
+    assert os.listdir(tmp_path / "stopped" / "checkpoint") == os.listdir(tmp_path / "whole" / "checkpoint")
 
 
 # ================================================================ dcgan-serve
