@@ -395,3 +395,26 @@ def test_the_tool_refuses_a_busy_port_a_foreign_address_and_a_missing_checkpoint
     assert run.returncode == 2
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("dcgan-serve: error: ") and "nothing" in last
+
+
+# ---------------------------------------------------------------- under load
+
+
+@pytest.mark.timeout(600)
+def test_a_small_load_ends_every_search_refuses_bad_requests_and_leaves_the_server_up():
+    # scripts/load_web.py, small: 6 clients at once (one of each role, two following their
+    # search), twice; docs/serve.md has the full run's figures.
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "load_web.py"), "--clients", "6", "--rounds", "2",
+                           "--iterations", "3", "--time-limit", "420"], capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    rounds = re.findall(r"^round (\d): 6 clients in [\d.]+ s: (\d+) searches asked, (\d+) accepted \((\d+) done, "
+                        r"(\d+) cancelled, (\d+) failed; (\d+) event streams dropped mid-search\), (\d+) bad requests; "
+                        r"refused: (.*); server memory \d+ MB$", done.stdout, re.M)
+    assert [r[0] for r in rounds] == ["1", "2"], done.stdout
+    for _, asked, accepted, ended, cancelled, failed, dropped, bad, refused in rounds:
+        assert int(asked) == int(accepted) == 4  # a queue of 8 takes the 4 searches
+        assert int(ended) + int(cancelled) + int(failed) == 4 and int(cancelled) == 1 and int(dropped) == 1
+        assert int(bad) == 10 and refused == "400 x6, 404 x1, 413 x3"
+    assert re.search(r"^afterwards: the page answers \(200\), /api/config too \(200\); memory after round 2 ",
+                     done.stdout, re.M), done.stdout
+    assert done.stdout.splitlines()[-1].startswith("load_web: everything held")
