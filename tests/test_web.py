@@ -116,16 +116,55 @@ def assert_refused(response, status, message):
 # ---------------------------------------------------------------- the page
 
 
+def javascript_strings(source):
+    """The string literals ('', "", ``) of JavaScript source, comments left out."""
+    found, k = [], 0
+    while k < len(source):
+        if source.startswith("//", k):
+            end = source.find("\n", k)
+            k = len(source) if end < 0 else end
+        elif source.startswith("/*", k):
+            k = source.index("*/", k) + 2
+        elif source[k] in "'\"`":
+            quote, start, k = source[k], k + 1, k + 1
+            while source[k] != quote:
+                k += 2 if source[k] == "\\" else 1
+            found.append(source[start:k])
+            k += 1
+        else:
+            k += 1
+    return found
+
+
+# A URL of another host: scheme-relative (//host/...) or with a scheme (https://host/...).
+ELSEWHERE = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.I)
+
+
+def test_javascript_strings_are_found_outside_comments():
+    source = ("// the page's script: 'not a string'\nconst a = \"/api/x\"; /* fetch('//cdn.example') */\n"
+              "fetch('//cdn.example/x.js'); const t = `/api/${id}/events`; const s = 'it\\'s';")
+    assert javascript_strings(source) == ["/api/x", "//cdn.example/x.js", "/api/${id}/events", "it\\'s"]
+    assert [bool(ELSEWHERE.match(u)) for u in ("//cdn.x/a.js", "https://x.org", "HTTP://x", "/api/x", "#")] == [
+        True, True, True, False, False]
+
+
 def test_the_page_and_its_files_load_nothing_from_the_internet(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for part in ('<canvas id="mask"', 'src="/static/app.js"', 'href="/static/style.css"'):
         assert part in page.text
+    # Every address the page names is the server's own: a path, not //host or scheme://host.
+    addresses = re.findall(r"""\b(?:src|href|action|srcset|data)\s*=\s*["']([^"']*)["']""", page.text, re.I)
+    assert addresses and not [a for a in addresses if ELSEWHERE.match(a)], addresses
+    assert not re.search(r"<(?:base|iframe|object|embed)\b", page.text, re.I)
     for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
-        assert not re.search(r"https?://", response.text), name
-    assert not re.search(r"(src|href)=\"https?://", page.text)
+    # The script fetches, streams and shows only what its string literals name: paths.
+    strings = javascript_strings(client.get("/static/app.js").text)
+    assert "/api/config" in strings and not [s for s in strings if ELSEWHERE.match(s) or "://" in s]
+    css = client.get("/static/style.css").text
+    assert "@import" not in css and not re.findall(r"url\(\s*[\"']?\s*(?:[a-z][a-z0-9+.-]*:)?//", css, re.I)
     assert_refused(client.get("/static/../jobs.py"), 404, "no such page|no file")
 
 
