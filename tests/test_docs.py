@@ -1,7 +1,10 @@
 """The README and docs/: every relative link leads to a file of the repository (and to a
 heading there, for a #fragment), the README stays a short guide, and its test command is
 the one CI runs."""
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,31 @@ def test_spec_the_code_cites_is_in_docs():
     cited = {m for p in (ROOT / "dcgan_completion").rglob("*.py")
              for m in re.findall(r"\bdocs/[\w.-]+\.md\b", p.read_text(encoding="utf-8"))}
     assert all((ROOT / c).is_file() for c in cited), sorted(c for c in cited if not (ROOT / c).is_file())
+
+
+@pytest.mark.parametrize("uid, ci, installs", [("0", "true", True), ("1000", "true", False), ("0", "", False)])
+def test_ci_installs_chromium_as_root_under_ci_and_else_says_what_is_missing(tmp_path, uid, ci, installs):
+    # .ci/install-chromium with stand-ins for `id` and `apt-get` that log their calls.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "apt-get $*" >> {tmp_path / "calls"}\n')
+    for stand_in in bin_dir.iterdir():
+        stand_in.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CI=ci, CHROMIUM=str(tmp_path / "none"))
+    done = subprocess.run([str(ROOT / ".ci" / "install-chromium")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    if installs:
+        assert calls == ["apt-get update -q", "apt-get install -y -q chromium"] and done.stderr == ""
+    else:
+        assert calls == [] and f"{tmp_path / 'none'} is missing: the browser test will be skipped" in done.stderr
+    # Where the browser is there, nothing is done or said.
+    env["CHROMIUM"] = sys.executable
+    done = subprocess.run([str(ROOT / ".ci" / "install-chromium")], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "") and len(calls) == (2 if installs else 0)
+
+
+def test_ci_runs_the_chromium_install_before_the_tests():
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert lines.index(".ci/install-chromium") < len(lines) - 1
