@@ -109,10 +109,14 @@ def faces(tmp_path_factory):
 @pytest.fixture(scope="module")
 def completion(tmp_path_factory, model16, faces, models_loaded_once):
     """completion(*flags, inputs=(names...)): the --outDir of a dcgan-complete run on
-    the 16x16 model, 2 iterations; each distinct run is made once."""
+    the 16x16 model, 2 iterations, in float32 unless the flags say otherwise (the
+    expectations here are float32's; --precision auto is bfloat16 on CPUs that have it);
+    each distinct run is made once."""
     runs = {}
 
     def run(*flags, inputs=("face.png",)):
+        if "--precision" not in flags:
+            flags = (*flags, "--precision", "float32")
         key = (tuple(map(str, flags)), inputs)
         if key not in runs:
             out = tmp_path_factory.mktemp("completion")
