@@ -84,3 +84,17 @@ def test_spec_the_code_cites_is_in_docs():
     cited = {m for p in (ROOT / "dcgan_completion").rglob("*.py")
              for m in re.findall(r"\bdocs/[\w.-]+\.md\b", p.read_text(encoding="utf-8"))}
     assert all((ROOT / c).is_file() for c in cited), sorted(c for c in cited if not (ROOT / c).is_file())
+
+
+def test_the_cuda_extra_the_readme_names_is_tensorflows_own():
+    import importlib.metadata
+
+    tomllib = pytest.importorskip("tomllib")
+    assert "pip install '.[cuda]'" in (ROOT / "README.md").read_text(encoding="utf-8")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    requirement = extras["cuda"][0]
+    assert requirement.startswith("tensorflow[and-cuda]")
+    # The installed TensorFlow offers that extra, with CUDA libraries in it.
+    tensorflow = importlib.metadata.metadata("tensorflow")
+    assert "and-cuda" in tensorflow.get_all("Provides-Extra")
+    assert any(r.startswith("nvidia-cudnn") and 'extra == "and-cuda"' in r for r in tensorflow.get_all("Requires-Dist"))
