@@ -28,6 +28,7 @@ After Ctrl-C, the running batch's images as they stand go to `unfinished/<input 
 apart from final/, so that they do not count as done: the same command completes them
 (and removes them from unfinished/); the running batch's GIF holds its frames so far.
 """
+import functools
 import os
 import warnings
 from collections import Counter
@@ -99,7 +100,7 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
     skipped with a warning naming it (InputError if none can be read); an unreadable file
     named in `inputs` is an InputError when its batch comes.
     """
-    from .completion import Interrupted, complete  # TensorFlow only once there is work for it
+    from .completion import complete  # TensorFlow only once there is work for it
     from .networks import image_size_of
 
     options = search_options(options, **settings)
@@ -119,25 +120,46 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
     summary.already_done = summary.in_shard - sum(sum(p.stem not in done for p in paths[first:end])
                                                   for _, first, end in todo)
     layout = _Layout(out_dir, len(paths) > options.batch_size, uses_lowres(mask_type), gif, logs, options.n_iter)
-    bar = None  # from the first batch read: a bad input's error stays the one line on stderr
+
+    def search(inputs, on_snapshot, bar):
+        complete(inputs.images, inputs.masks, generator, discriminator, options, encoder=encoder,
+                 lowres=layout.lowres, seeds=inputs.seeds, on_snapshot=on_snapshot, progress=bar, strategy=strategy)
+
+    bar = functools.partial(tqdm, total=options.n_iter * len(todo), unit="it", desc="completing", disable=not progress)
+    _complete_batches(todo, reader, search, layout, done, summary, bar)
+    reader.warn_resized()
+    if summary.unreadable and not summary.completed and not summary.already_done:
+        raise InputError(reader.first_unreadable if len(summary.unreadable) == 1 else
+                         f"none of the {len(summary.unreadable)} inputs could be read (the first: "
+                         f"{reader.first_unreadable})")
+    return summary
+
+
+def _complete_batches(todo, reader, search, layout, done, summary, make_bar):
+    """Search the batches `todo` one after another, each read ahead on a thread while the
+    one before searches, and its outputs written on another; after Ctrl-C, what is
+    finished is written, the running batch's images kept apart, and KeyboardInterrupt
+    says what was kept."""
+    from .completion import Interrupted
+
+    bar = None  # made at the first batch read: a bad first input's error stays the one line on stderr
     writer, reading = BackgroundWriter(), ThreadPoolExecutor(1, thread_name_prefix="dcgan-reader")
     outputs = None
     try:
         ahead = reading.submit(reader.read, *todo[0]) if todo else None
-        for i, batch in enumerate(todo):
-            inputs_ = ahead.result()
+        for i in range(len(todo)):
+            inputs = ahead.result()
             ahead = reading.submit(reader.read, *todo[i + 1]) if i + 1 < len(todo) else None
-            _warn_unreadable(inputs_.unreadable)
-            summary.unreadable.extend(str(p) for p, _ in inputs_.unreadable)
-            if not len(inputs_.indices) or all(n in done for n in inputs_.names):
+            _warn_unreadable(inputs.unreadable)
+            summary.unreadable.extend(str(p) for p, _ in inputs.unreadable)
+            if not len(inputs.indices) or all(n in done for n in inputs.names):
                 continue
-            bar = bar or tqdm(total=options.n_iter * len(todo), unit="it", desc="completing", disable=not progress)
+            bar = bar or make_bar()
             bar.set_description(f"completing batch {i + 1}/{len(todo)}")
-            outputs = _BatchOutputs(layout, inputs_, writer, done, summary)
-            complete(inputs_.images, inputs_.masks, generator, discriminator, options, encoder=encoder,
-                     lowres=layout.lowres, seeds=inputs_.seeds, on_snapshot=outputs, progress=bar, strategy=strategy)
+            outputs = _BatchOutputs(layout, inputs, writer, done, summary)
+            search(inputs, outputs, bar)
             outputs = None
-    except (Interrupted, KeyboardInterrupt) as stop:
+    except KeyboardInterrupt as stop:  # completion.Interrupted, or one between batches
         restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
         try:
             reading.shutdown(cancel_futures=True)
@@ -157,12 +179,6 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
             bar.close()
     reading.shutdown()
     writer.close()
-    reader.warn_resized()
-    if summary.unreadable and not summary.completed and not summary.already_done:
-        raise InputError(reader.first_unreadable if len(summary.unreadable) == 1 else
-                         f"none of the {len(summary.unreadable)} inputs could be read (the first: "
-                         f"{reader.first_unreadable})")
-    return summary
 
 
 def finished_names(final_dir):
