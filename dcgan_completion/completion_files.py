@@ -28,7 +28,6 @@ After Ctrl-C, the running batch's images as they stand go to `unfinished/<input 
 apart from final/, so that they do not count as done: the same command completes them
 (and removes them from unfinished/); the running batch's GIF holds its frames so far.
 """
-import functools
 import os
 import warnings
 from collections import Counter
@@ -113,7 +112,9 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
     paths = expand_inputs(inputs)
     named = {Path(item) for item in inputs if not Path(item).is_dir()}  # an unreadable one stops the run
     reader = _BatchReader(paths, named, image_size_of(generator), seed, mask_type, mask_file, center_scale)
-    options = settled(options, encoder is not None)  # once the inputs are known good
+    with warnings.catch_warnings(record=True) as notices:  # said when the first batch is read: an input's error
+        warnings.simplefilter("always")                     # comes alone
+        options = settled(options, encoder is not None)
     done = set() if overwrite else finished_names(out_dir / "final")
     summary = FilesSummary(inputs=len(paths), shard=shard, batches=shard_batches(len(paths), options.batch_size, shard))
     todo = [b for b in summary.batches if not all(p.stem in done for p in paths[b[1]:b[2]])]
@@ -125,8 +126,12 @@ def complete_files(inputs, generator, discriminator, out_dir="completions", opti
         complete(inputs.images, inputs.masks, generator, discriminator, options, encoder=encoder,
                  lowres=layout.lowres, seeds=inputs.seeds, on_snapshot=on_snapshot, progress=bar, strategy=strategy)
 
-    bar = functools.partial(tqdm, total=options.n_iter * len(todo), unit="it", desc="completing", disable=not progress)
-    _complete_batches(todo, reader, search, layout, done, summary, bar)
+    def start_bar():
+        for notice in notices:
+            warnings.warn(notice.message)
+        return tqdm(total=options.n_iter * len(todo), unit="it", desc="completing", disable=not progress)
+
+    _complete_batches(todo, reader, search, layout, done, summary, start_bar)
     reader.warn_resized()
     if summary.unreadable and not summary.completed and not summary.already_done:
         raise InputError(reader.first_unreadable if len(summary.unreadable) == 1 else

@@ -53,6 +53,11 @@ def inputs(tmp_path_factory):
     return folder
 
 
+def complete_logging_z(capsys, *args):
+    """dcgan-complete with the original's logs (--logs full), which hold each iteration's z."""
+    return run_main(complete_main, capsys, *args, "--logs", "full")
+
+
 def logged_z(out, k):
     """[iterations, z_dim] of image k, as the tool logged it."""
     rows = np.loadtxt(out / "logs" / f"hats_{k:02d}.log", ndmin=2)
@@ -147,14 +152,14 @@ def test_the_start_is_the_encoders_guess_or_the_seeds_random_z(tmp_path, with_en
     folder, encoder = with_encoder
     images, masks = images_and_masks(inputs, 3)
     args = [inputs, "--checkpointDir", folder, "--imgSize", SIZE, "--nIter", 2, "--seed", 10, "--precision", "float32"]
-    code, _, err = run_main(complete_main, capsys, *args, "--outDir", tmp_path / "enc")
+    code, _, err = complete_logging_z(capsys, *args, "--outDir", tmp_path / "enc")
     assert code == 0 and "no encoder" not in err
     guess = start_z(encoder, images * masks, masks).numpy()
     for k in range(3):
         its, z = logged_z(tmp_path / "enc", k)
         assert its[0] == 0
         np.testing.assert_allclose(z[0], guess[k], atol=1e-6)
-    code, _, _ = run_main(complete_main, capsys, *args, "--init", "random", "--outDir", tmp_path / "rand")
+    code, _, _ = complete_logging_z(capsys, *args, "--init", "random", "--outDir", tmp_path / "rand")
     assert code == 0
     random = initial_z(tf.constant([10, 11, 12], tf.int64), 100).numpy()
     for k in range(3):
@@ -163,7 +168,7 @@ def test_the_start_is_the_encoders_guess_or_the_seeds_random_z(tmp_path, with_en
 
 
 def test_a_model_without_an_encoder_starts_at_random_with_a_notice(tmp_path, without_encoder, inputs, capsys):
-    code, out, err = run_main(complete_main, capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
+    code, out, err = complete_logging_z(capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
                               "--imgSize", SIZE, "--nIter", 1, "--outDir", tmp_path)
     notices = [line for line in err.splitlines() if "no encoder" in line]
     assert code == 0 and len(notices) == 1, err
@@ -176,7 +181,7 @@ def test_default_iterations_follow_the_start(tmp_path, with_encoder, without_enc
     folder, _ = with_encoder
     for name, model, extra, n in (("enc", folder, [], DEFAULT_ITERATIONS["encoder"]),
                                   ("rand", without_encoder, ["--init", "random"], DEFAULT_ITERATIONS["random"])):
-        code, _, _ = run_main(complete_main, capsys, inputs / "face1.png", "--checkpointDir", model, "--imgSize", SIZE,
+        code, _, _ = complete_logging_z(capsys, inputs / "face1.png", "--checkpointDir", model, "--imgSize", SIZE,
                               "--outInterval", 10_000, "--outDir", tmp_path / name, *extra)
         assert code == 0
         its, _ = logged_z(tmp_path / name, 0)
@@ -191,7 +196,7 @@ def test_cosine_schedule_halves_the_second_step(tmp_path, with_encoder, inputs, 
     steps = {}
     for schedule in ("constant", "cosine"):
         out = tmp_path / schedule
-        code, _, _ = run_main(complete_main, capsys, inputs / "face2.png", "--checkpointDir", folder, "--imgSize",
+        code, _, _ = complete_logging_z(capsys, inputs / "face2.png", "--checkpointDir", folder, "--imgSize",
                               SIZE, "--nIter", 2, "--lr", 0.01, "--schedule", schedule, "--precision", "float32",
                               "--outDir", out)
         assert code == 0
@@ -209,7 +214,7 @@ def test_cosine_schedule_halves_the_second_step(tmp_path, with_encoder, inputs, 
 def test_the_originals_search_is_one_command_away(tmp_path, without_encoder, inputs, capsys):
     """--approach momentum --lr 0.01 --init random --nIter N: the original's update at a
     constant rate from the seed's random z, checked against numpy on the logged z."""
-    code, _, err = run_main(complete_main, capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
+    code, _, err = complete_logging_z(capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
                             "--imgSize", SIZE, "--approach", "momentum", "--lr", 0.01, "--init", "random",
                             "--nIter", 3, "--precision", "float32", "--outDir", tmp_path)
     assert code == 0 and "no encoder" not in err
