@@ -7,7 +7,8 @@ own, as a user runs it: `dcgan-complete FOLDER --outDir OUT --nIter 0` by defaul
 that it measures everything but the search (reading, masks, one forward pass of G and D,
 grids, logs, writing). Peak RSS is the process's own (wait4). The cost of an input is the
 difference in wall time between two counts divided by the difference in inputs, so that
-start-up (loading TensorFlow and the model) drops out.
+start-up (loading TensorFlow and the model) drops out; the same for CPU time (user +
+system, all threads), which a busy machine disturbs less than wall time.
 
     python scripts/bench_scale.py --faces /data/celeba64 [--counts 1000 5000 20000]
         [--n-iter 0] [--repeats 1] [--baseline CHECKOUT] [--work /tmp/bench_scale] [-- TOOL FLAGS]
@@ -44,7 +45,7 @@ def input_folder(faces, count, work):
 
 
 def run_tool(checkout, folder, out_dir, n_iter, extra):
-    """(wall seconds, peak RSS in bytes) of one run of dcgan-complete from `checkout`
+    """(wall seconds, CPU seconds, peak RSS in bytes) of one run of dcgan-complete from `checkout`
     (None: the installed package)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     env = dict(os.environ)
@@ -61,7 +62,7 @@ def run_tool(checkout, folder, out_dir, n_iter, extra):
     if process.returncode != 0:
         sys.exit(f"bench_scale: {' '.join(command)} failed:\n{stderr.decode(errors='replace')[-2000:]}")
     shutil.rmtree(out_dir, ignore_errors=True)
-    return wall, usage.ru_maxrss * 1024  # Linux reports kilobytes
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024  # Linux reports kilobytes
 
 
 def main():
@@ -81,26 +82,33 @@ def main():
         folder = input_folder(args.faces, count, work)
         for _ in range(args.repeats):
             for name, checkout in codes:  # alternating, so that both see the same machine
-                wall, rss = run_tool(checkout, folder, work / "out", args.n_iter, args.extra)
+                wall, cpu, rss = run_tool(checkout, folder, work / "out", args.n_iter, args.extra)
                 best = results.get((name, count))
-                results[(name, count)] = (min(wall, best[0]), max(rss, best[1])) if best else (wall, rss)
+                results[(name, count)] = (min(wall, best[0]), min(cpu, best[1]), max(rss, best[2])) if best else (
+                    wall, cpu, rss)
     print(f"dcgan-complete FOLDER --nIter {args.n_iter} {' '.join(args.extra)}".rstrip())
-    print(f"{'code':<9} {'inputs':>7} {'wall s':>8} {'images/s':>9} {'peak RSS MB':>12} {'ms an input':>12}")
+    print(f"{'code':<9} {'inputs':>7} {'wall s':>8} {'images/s':>9} {'peak RSS MB':>12} {'ms an input':>12} "
+          f"{'CPU s':>7} {'CPU ms an input':>16}")
     for name, _ in codes:
         previous = None
         for count in args.counts:
-            wall, rss = results[(name, count)]
-            marginal = "" if previous is None else f"{1000 * (wall - previous[1]) / (count - previous[0]):.2f}"
-            print(f"{name:<9} {count:>7} {wall:>8.1f} {count / wall:>9.1f} {rss / 2**20:>12.0f} {marginal:>12}")
-            previous = (count, wall)
+            wall, cpu, rss = results[(name, count)]
+            marginal, cpu_marginal = ("", "") if previous is None else (
+                f"{1000 * (wall - previous[1]) / (count - previous[0]):.2f}",
+                f"{1000 * (cpu - previous[2]) / (count - previous[0]):.2f}")
+            print(f"{name:<9} {count:>7} {wall:>8.1f} {count / wall:>9.1f} {rss / 2**20:>12.0f} {marginal:>12} "
+                  f"{cpu:>7.1f} {cpu_marginal:>16}")
+            previous = (count, wall, cpu)
     if args.baseline and len(args.counts) > 1:
         first, last = args.counts[0], args.counts[-1]
 
-        def per_input(name):
-            return (results[(name, last)][0] - results[(name, first)][0]) / (last - first)
+        def per_input(name, column):
+            return (results[(name, last)][column] - results[(name, first)][column]) / (last - first)
 
-        print(f"cost of an input beyond start-up ({first} to {last} inputs): baseline {1000 * per_input('baseline'):.2f} ms, "
-              f"this {1000 * per_input('this'):.2f} ms, ratio {per_input('baseline') / per_input('this'):.2f}x")
+        for what, column in (("wall time", 0), ("CPU time", 1)):
+            old, new = per_input("baseline", column), per_input("this", column)
+            print(f"{what} of an input beyond start-up ({first} to {last} inputs): baseline {1000 * old:.2f} ms, "
+                  f"this {1000 * new:.2f} ms, ratio {old / new:.2f}x")
 
 
 if __name__ == "__main__":

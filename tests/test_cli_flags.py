@@ -108,7 +108,8 @@ def faces(tmp_path_factory):
 @pytest.fixture(scope="module")
 def completion(tmp_path_factory, model16, faces, models_loaded_once):
     """completion(*flags, inputs=(names...)): the --outDir of a dcgan-complete run on
-    the 16x16 model, 2 iterations; each distinct run is made once."""
+    the 16x16 model, 2 iterations, with the original's logs (z at each iteration); each
+    distinct run is made once."""
     runs = {}
 
     def run(*flags, inputs=("face.png",)):
@@ -116,7 +117,7 @@ def completion(tmp_path_factory, model16, faces, models_loaded_once):
         if key not in runs:
             out = tmp_path_factory.mktemp("completion")
             code, _, err = tool(complete.main, *[faces / name for name in inputs], "--checkpointDir", model16.folder,
-                                "--imgSize", SIZE, "--nIter", N_ITER, "--outDir", out, *flags)
+                                "--imgSize", SIZE, "--nIter", N_ITER, "--outDir", out, "--logs", "full", *flags)
             assert code == 0, err
             runs[key] = out
         return runs[key]
