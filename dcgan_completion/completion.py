@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from .blending import poisson_blend
+from .distributed_search import distribute
 from .errors import InputError, ignore_sigint
 from .masks import LOWRES_BLOCK, check_masks, weighted_context
 from .networks import image_size_of, z_dim_of
@@ -89,7 +90,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 def complete(images, masks, generator, discriminator, options=None, *, encoder=None, lowres=False,
-             context_weights=None, seeds=None, seed=0, on_snapshot=None, progress=False, **settings):
+             context_weights=None, seeds=None, seed=0, on_snapshot=None, progress=False, strategy=None, **settings):
     """Complete `images` [N, H, W, 3] in [-1, 1] where `masks` (1 = known; [N, H, W, 3],
     or one [H, W, 3] for all) is 0.
 
@@ -104,13 +105,16 @@ def complete(images, masks, generator, discriminator, options=None, *, encoder=N
     weighted context). seeds: one integer per image (default seed + index); an image's
     random starting z and HMC noise come from its seed alone. Images go in batches of
     `batch_size`, the last one smaller (not padded). `on_snapshot(Snapshot)` is called at
-    iteration 0, every `out_interval` iterations and at the end.
+    iteration 0, every `out_interval` iterations and at the end. progress: show a bar, or
+    a tqdm bar to update (its owner closes it). strategy: a tf.distribute strategy whose
+    devices share each batch (distributed_search.py).
     """
     options = settled(search_options(options, **settings), encoder is not None)
     run = _prepare(images, masks, generator, discriminator, options, lowres, context_weights, seeds, seed)
     run.encoder = encoder if options.init == "encoder" else None
+    run.search = distribute(run.search, strategy)
     n_batches = -(-len(run.images) // options.batch_size)
-    bar = _progress_bar(options.n_iter * n_batches, progress)
+    bar, own_bar = _progress_bar(options.n_iter * n_batches, progress)
     with _without_remapper():
         try:
             for b, lo in enumerate(range(0, len(run.images), options.batch_size)):
@@ -118,14 +122,14 @@ def complete(images, masks, generator, discriminator, options=None, *, encoder=N
         except KeyboardInterrupt:
             restore_sigint = ignore_sigint()  # a second Ctrl-C would break off saving the state
             try:
-                if bar is not None:
+                if own_bar:
                     bar.close()
                 _fill_unfinished(run)
             finally:
                 restore_sigint()
             raise Interrupted(run.result, run.reached, options.n_iter) from None
         finally:
-            if bar is not None:
+            if own_bar:
                 bar.close()
     return run.result
 
@@ -354,9 +358,12 @@ def _check_images_and_masks(images, masks, generator):
     return images, masks
 
 
-def _progress_bar(total, enabled):
-    if not enabled:
-        return None
+def _progress_bar(total, progress):
+    """(bar, whether complete made it): `progress` itself when it is a bar."""
+    if not isinstance(progress, bool):
+        return progress, False
+    if not progress:
+        return None, False
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="it", desc="completing")
+    return tqdm(total=total, unit="it", desc="completing"), True

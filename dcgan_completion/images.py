@@ -157,8 +157,11 @@ def save_image(path, image):
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = to_uint8(image)
+    form = _format_of(path)
+    # zlib level 1: 3.5x faster to write than Pillow's default 6, 3% larger (64x64 faces
+    # and their grids); writing was most of dcgan-complete's cost beyond the search.
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format=_format_of(path))
+        Image.fromarray(image).save(tmp, format=form, **({"compress_level": 1} if form == "PNG" else {}))
 
 
 def _format_of(path):

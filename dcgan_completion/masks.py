@@ -120,33 +120,45 @@ def load_mask(path, image_size):
     return _to_channels(keep)
 
 
-def load_masks(mask_file, image_paths, image_size):
+def load_masks(mask_file, image_paths, image_size, index=None):
     """Masks for `image_paths` from --maskFile: one image for all, or a folder holding one
-    mask per input with the input's base name (any of .png/.jpg/.jpeg)."""
+    mask per input with the input's base name (any of .png/.jpg/.jpeg). index: the
+    folder's mask_folder_index, when it was made already."""
     if not Path(mask_file).is_dir():
         mask = load_mask(mask_file, image_size)
         return np.broadcast_to(mask, (len(image_paths),) + mask.shape).copy()
-    return np.stack([load_mask(mask_path_for(mask_file, p), image_size) for p in image_paths])
+    index = mask_folder_index(mask_file) if index is None else index
+    return np.stack([load_mask(mask_path_for(mask_file, p, index), image_size) for p in image_paths])
 
 
-def mask_path_for(mask_file, image_path):
+def mask_folder_index(folder):
+    """{base name: mask image} of a folder of masks; of two with one base name, the first by name."""
+    index = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            index.setdefault(p.stem, p)
+    return index
+
+
+def mask_path_for(mask_file, image_path, index=None):
     """The mask image of an input: `mask_file` itself, or in a folder the file named as the
-    input (any of .png/.jpg/.jpeg)."""
+    input (any of .png/.jpg/.jpeg; index: the folder's mask_folder_index, if made)."""
     mask_file = Path(mask_file)
     if not mask_file.is_dir():
         return mask_file
     stem = Path(image_path).stem
-    for p in sorted(mask_file.iterdir()):
-        if p.is_file() and p.stem == stem and p.suffix.lower() in IMAGE_EXTENSIONS:
-            return p
-    raise InputError(f"mask folder {mask_file} has no mask for {image_path} (expected {stem}.png, .jpg or .jpeg)")
+    found = (mask_folder_index(mask_file) if index is None else index).get(stem)
+    if found is None:
+        raise InputError(f"mask folder {mask_file} has no mask for {image_path} (expected {stem}.png, .jpg or .jpeg)")
+    return found
 
 
-def input_masks(paths, image_size, seeds, *, mask_type=None, mask_file=None, center_scale=0.25):
-    """The masks of input images: from `mask_file` (one image for all, or a folder of them)
-    for `file`, else made per image from its seed (see mask_type_for)."""
+def input_masks(paths, image_size, seeds, *, mask_type=None, mask_file=None, center_scale=0.25, index=None):
+    """The masks of input images: from `mask_file` (one image for all, or a folder of them,
+    index: its mask_folder_index if made) for `file`, else made per image from its seed
+    (see mask_type_for)."""
     if mask_type_for(mask_type, mask_file) == "file":
-        return load_masks(mask_file, paths, image_size)
+        return load_masks(mask_file, paths, image_size, index)
     return make_masks(mask_type_for(mask_type), image_size, seeds, center_scale=center_scale)
 
 

@@ -100,3 +100,47 @@ def run_and_interrupt(command, cwd, marker, signals=1, marker_timeout=240, timeo
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def tiny_checkpoint(folder, size=16, dim=16, seed=0):
+    """A size x size train-dcgan checkpoint, `folder`/DCGAN.model-1, whose kernels are
+    large enough that G(z) moves visibly with z. Returns the folder."""
+    import tensorflow as tf
+
+    from dcgan_completion.checkpoints import named_weights
+    from dcgan_completion.networks import build_discriminator, build_generator
+
+    g, d = build_generator(size, gf_dim=dim), build_discriminator(size, df_dim=dim)
+    rng = np.random.default_rng(seed)
+    for layer in g.layers + d.layers:
+        if layer.name.startswith(("g_h", "d_h")):
+            layer.weights[0].assign(rng.normal(0, 0.1, layer.weights[0].shape))
+    tf.train.Checkpoint(generator=named_weights(g), discriminator=named_weights(d)).write(str(folder / "DCGAN.model-1"))
+    return folder
+
+
+def serve_app(serve_main, monkeypatch, *argv):
+    """Run dcgan-serve's main(argv) up to the app it would serve: (exit code, stdout, app).
+    stderr stays pytest's: uvicorn's logging set-up closes every logging handler, and
+    absl's then closes its stream unless it is the sys.stderr of the moment."""
+    import contextlib
+    import io
+
+    import uvicorn
+
+    served = []
+
+    def serve_nothing(server, sockets=None):  # the app the tool would serve, instead of serving it
+        served.append(server.config.app)
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve_nothing)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            serve_main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), served[-1] if served else None

@@ -417,7 +417,8 @@ def test_help_says_what_the_library_offers():
 # ---------------------------------------------------------------- also expected by users
 
 
-def test_ctrl_c_during_complete_keeps_every_images_current_state(tmp_path, checkpoint16, capsys, monkeypatch):
+def test_ctrl_c_during_complete_keeps_the_running_batch_apart_and_the_same_command_completes_it(
+        tmp_path, checkpoint16, capsys, monkeypatch):
     from dcgan_completion import completion
 
     faces = folder_of_noise(tmp_path / "faces", 5, size=16)
@@ -429,28 +430,41 @@ def test_ctrl_c_during_complete_keeps_every_images_current_state(tmp_path, check
         if len(calls) == 3:  # batch 0 took 2 chunks (iterations 0-2, 2-4)
             raise KeyboardInterrupt
 
+    def command(out):
+        return (complete.main, capsys, faces, "--checkpointDir", checkpoint16, "--imgSize", 16, "--nIter", 4,
+                "--outInterval", 2, "--batch_size", 2, "--outDir", out, "--gif", "--lr", 0.5)
+
+    assert cli(*command(tmp_path / "whole"))[0] == 0
     monkeypatch.setattr(completion, "_log_chunk", interrupt_in_the_second_batch)
     out = tmp_path / "out"
-    code, _, err = cli(complete.main, capsys, faces, "--checkpointDir", checkpoint16, "--imgSize", 16, "--nIter", 4,
-                       "--outInterval", 2, "--batch_size", 2, "--outDir", out, "--gif", "--lr", 0.5)
+    code, _, err = cli(*command(out))
     assert code == 130
-    assert err[-1] == (f"dcgan-complete: interrupted: with 2 of 5 images done, the others at iteration 2 of 4 or "
-                       f"before; kept the current state of every image (5) in {out / 'final'}/ and 1 frame in "
+    assert err[-1] == (f"dcgan-complete: interrupted: in batch 1, at iteration 2 of 4; kept 2 finished images in "
+                       f"{out / 'final'}/, the current state of the running batch's 2 images in {out / 'unfinished'}/ "
+                       f"(not counted as finished: the same command completes them) and 1 frame in "
                        f"{out / 'batch_01' / 'completion.gif'}")
+    assert sorted(p.name for p in (out / "final").iterdir()) == ["0.png", "1.png"]  # batch 0, finished
+    assert sorted(p.name for p in (out / "unfinished").iterdir()) == ["2.png", "3.png"]
     known = np.ones((16, 16), bool)
     known[4:12, 4:12] = False
-    for k in range(5):
-        final = read_rgb(out / "final" / f"{k}.png")
-        np.testing.assert_array_equal(final[known], read_rgb(faces / f"{k}.png")[known])
-    # Batch 0 finished: its final images are its last grid. Batch 1 was stopped at iteration 2,
-    # before its snapshot there: its final images are from z at 2, not its grid of iteration 0.
-    np.testing.assert_array_equal(read_rgb(out / "batch_00" / "completed" / "0004.png")[:, :16],
-                                  read_rgb(out / "final" / "0.png"))
-    at_0 = read_rgb(out / "batch_01" / "completed" / "0000.png")[:, 16:]
-    assert (read_rgb(out / "final" / "3.png")[~known] != at_0[~known]).any()  # G(z) at 0 would be equal
+    for k in (2, 3):
+        np.testing.assert_array_equal(read_rgb(out / "unfinished" / f"{k}.png")[known],
+                                      read_rgb(faces / f"{k}.png")[known])
+    # Batch 1 was stopped at iteration 2, before its snapshot there: its unfinished images
+    # are from z at 2, not its grid of iteration 0.
+    at_0 = read_rgb(out / "batch_01" / "completed" / "0000.png")[:, :16]
+    assert (read_rgb(out / "unfinished" / "2.png")[~known] != at_0[~known]).any()
     assert not (out / "batch_01" / "completed" / "0002.png").exists() and not (out / "batch_02").exists()
     with Image.open(out / "batch_01" / "completion.gif") as im:
         assert im.n_frames == 1
+
+    monkeypatch.setattr(completion, "_log_chunk", real_log_chunk)
+    code, stdout, _ = cli(*command(out))  # the same command completes the rest
+    assert code == 0 and "completed 3 images" in stdout and "skipped 2 inputs" in stdout
+    assert not list((out / "unfinished").iterdir())
+    whole = {p.relative_to(tmp_path / "whole"): p.read_bytes() for p in (tmp_path / "whole").rglob("*") if p.is_file()}
+    resumed = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert resumed == whole  # grids, logs and GIFs as one uninterrupted run's
 
 
 def test_an_all_white_mask_leaves_nothing_to_fill(tmp_path, checkpoint16, capsys):

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from helpers import serve_app
 
 from dcgan_completion import alignment, checkpoints, training, training_hooks
 from dcgan_completion.checkpoints import named_weights
@@ -109,9 +110,9 @@ def faces(tmp_path_factory):
 @pytest.fixture(scope="module")
 def completion(tmp_path_factory, model16, faces, models_loaded_once):
     """completion(*flags, inputs=(names...)): the --outDir of a dcgan-complete run on
-    the 16x16 model, 2 iterations, in float32 unless the flags say otherwise (the
-    expectations here are float32's; --precision auto is bfloat16 on CPUs that have it);
-    each distinct run is made once."""
+    the 16x16 model, 2 iterations, with the original's logs (z at each iteration), in
+    float32 unless the flags say otherwise (the expectations here are float32's;
+    --precision auto is bfloat16 on CPUs that have it); each distinct run is made once."""
     runs = {}
 
     def run(*flags, inputs=("face.png",)):
@@ -121,7 +122,7 @@ def completion(tmp_path_factory, model16, faces, models_loaded_once):
         if key not in runs:
             out = tmp_path_factory.mktemp("completion")
             code, _, err = tool(complete.main, *[faces / name for name in inputs], "--checkpointDir", model16.folder,
-                                "--imgSize", SIZE, "--nIter", N_ITER, "--outDir", out, *flags)
+                                "--imgSize", SIZE, "--nIter", N_ITER, "--outDir", out, "--logs", "full", *flags)
             assert code == 0, err
             runs[key] = out
         return runs[key]
@@ -691,26 +692,14 @@ def test_train_dcgan_resumes_when_the_same_command_runs_again(datasets, tmp_path
 def test_serve_checkpoint_dir_max_waiting_and_keep(model16, monkeypatch):
     pytest.importorskip("starlette", reason="dcgan-serve needs the web extra: pip install '.[web]'")
     pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
-    import uvicorn
-
     with warnings.catch_warnings():  # Starlette 1.10 would rather have httpx2; httpx works with every version
         warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
         from starlette.testclient import TestClient
 
-    served = []
-
-    def serve_nothing(server, sockets=None):  # the app the tool would serve, instead of serving it
-        served.append(server.config.app)
-        for sock in sockets or ():
-            sock.close()
-
-    monkeypatch.setattr(uvicorn.Server, "run", serve_nothing)
-    # stderr stays pytest's: uvicorn's logging set-up closes every logging handler, and
-    # absl's then closes its stream unless it is the sys.stderr of the moment.
-    code, stdout, _ = tool(serve.main, "--port", 0, "--checkpointDir", model16.folder, "--max-waiting", 1,
-                           "--keep", 1, "--max-iter", 100000, stderr=False)
+    code, stdout, app = serve_app(serve.main, monkeypatch, "--port", 0, "--checkpointDir", model16.folder,
+                                  "--max-waiting", 1, "--keep", 1, "--max-iter", 100000)
     assert code == 130 and stdout.startswith("dcgan-serve: open http://127.0.0.1:"), stdout
-    with TestClient(served[0]) as client:
+    with TestClient(app) as client:
         assert client.get("/api/config").json()["size"] == SIZE  # the shipped model's is 64
         face = io.BytesIO()
         Image.fromarray(np.random.default_rng(2).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(face, "PNG")

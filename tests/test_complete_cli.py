@@ -1,11 +1,16 @@
 """`dcgan-complete` end to end on a tiny 16x16 checkpoint: files on disk, exit codes, messages."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from helpers import run_main
+from helpers import run_main, tiny_checkpoint
 
 from dcgan_completion.checkpoints import named_weights
 from dcgan_completion.cli.complete import main
@@ -30,14 +35,7 @@ def grappler_options_stay():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("checkpoint")
-    g, d = build_generator(SIZE, gf_dim=16), build_discriminator(SIZE, df_dim=16)
-    rng = np.random.default_rng(0)
-    for layer in g.layers + d.layers:  # kernels large enough that G(z) moves visibly with z
-        if layer.name.startswith(("g_h", "d_h")):
-            layer.weights[0].assign(rng.normal(0, 0.1, layer.weights[0].shape))
-    tf.train.Checkpoint(generator=named_weights(g), discriminator=named_weights(d)).write(str(folder / "DCGAN.model-1"))
-    return folder
+    return tiny_checkpoint(tmp_path_factory.mktemp("checkpoint"), SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +65,7 @@ def test_several_batches_write_every_image(tmp_path, checkpoint, inputs, capsys)
     out = tmp_path / "out"
     code, stdout, _ = complete([inputs, "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 5,
                                 "--outInterval", 2, "--batch_size", 2, "--outDir", out, "--gif",
-                                "--maskType", "left", "--lr", "0.2"], capsys)
+                                "--maskType", "left", "--lr", "0.2", "--logs", "full"], capsys)
     assert code == 0 and "completed 5 images" in stdout
     mask = make_mask("left", SIZE) > 0.5
     for k in range(5):
@@ -84,7 +82,7 @@ def test_several_batches_write_every_image(tmp_path, checkpoint, inputs, capsys)
         logs = sorted((folder / "logs").iterdir())
         assert [p.name for p in logs] == [f"hats_{k:02d}.log" for k in range(n)]
         rows = np.loadtxt(logs[-1], ndmin=2)
-        assert rows.shape == (6, 2 + 100)  # iteration, loss, z, for iterations 0..5
+        assert rows.shape == (6, 2 + 100)  # --logs full, the original's: iteration, loss, z, for iterations 0..5
         np.testing.assert_array_equal(rows[:, 0], np.arange(6))
         assert np.abs(rows[:, 2:]).max() <= 1
         frames, durations, loops = gif_frames(folder / "completion.gif")
@@ -387,3 +385,191 @@ def test_checkpoint_dir_takes_a_prefix_other_than_the_newest(tmp_path, checkpoin
     prefix_1 = final_after([*args, folder / "DCGAN.model-1"], tmp_path / "prefix-1", capsys)
     np.testing.assert_array_equal(prefix_1, only_1)  # the prefix's checkpoint ...
     assert (newest != only_1).any()  # ... not the folder's newest
+
+
+# ---- many inputs: batch by batch, resuming, shards, several devices ---------------------
+
+
+def tree(folder):
+    """{relative path: bytes} of every file under folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tiny_run(inputs, checkpoint, out, *flags):
+    return [inputs, "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", 3, "--outInterval", 2,
+            "--batch_size", 2, "--outDir", out, "--precision", "float32", "--lr", "0.2", *flags]
+
+
+def test_inputs_go_batch_by_batch_and_a_second_run_skips_what_is_done(tmp_path, checkpoint, inputs, capsys,
+                                                                       monkeypatch):
+    from dcgan_completion import completion
+
+    searched, real_complete = [], completion.complete
+
+    def spy(images, *args, **kwargs):
+        searched.append(len(images))
+        return real_complete(images, *args, **kwargs)
+
+    monkeypatch.setattr(completion, "complete", spy)
+    out = tmp_path / "out"
+    args = tiny_run(inputs, checkpoint, out, "--gif")
+    code, stdout, _ = complete(args, capsys)
+    assert code == 0 and "completed 5 images" in stdout and searched == [2, 2, 1]  # one batch at a time
+    first = tree(out)
+    assert first["batch_00/logs/hats_01.log"].decode().splitlines()[3].split()[0] == "3"
+    assert np.loadtxt(out / "batch_00" / "logs" / "hats_01.log").shape == (4, 2)  # default --logs loss
+    times = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+
+    code, stdout, _ = complete(args, capsys)
+    assert code == 0 and searched == [2, 2, 1]
+    assert stdout.splitlines()[1] == "skipped 5 inputs whose final image was there (--overwrite completes them again)"
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == times  # nothing written
+
+    # A batch with some inputs done is searched again whole (its grids stay one run's);
+    # the final images that are there are left as they are.
+    (out / "final" / "face2.png").unlink()
+    save_image(out / "final" / "face3.png", np.zeros((SIZE, SIZE, 3), np.uint8))
+    code, stdout, _ = complete(args, capsys)
+    assert code == 0 and "completed 1 image:" in stdout and "skipped 4 inputs" in stdout and searched[3:] == [2]
+    again = tree(out)
+    assert (read_rgb(out / "final" / "face3.png") == 0).all()
+    assert {k: v for k, v in again.items() if k != "final/face3.png"} == \
+        {k: v for k, v in first.items() if k != "final/face3.png"}
+
+    code, stdout, _ = complete([*args, "--overwrite"], capsys)
+    assert code == 0 and "completed 5 images" in stdout and searched[4:] == [2, 2, 1]
+    assert tree(out) == first
+
+
+def test_shards_together_write_one_runs_files_bit_for_bit(tmp_path, checkpoint, inputs, capsys):
+    one, shared = tmp_path / "one", tmp_path / "shared"
+    flags = ("--gif", "--maskType", "random", "--logs", "full")
+    assert complete(tiny_run(inputs, checkpoint, one, *flags), capsys)[0] == 0
+    code, stdout, _ = complete(tiny_run(inputs, checkpoint, shared, *flags, "--shard", "1/2"), capsys)
+    assert code == 0 and stdout.splitlines()[:2] == [
+        f"completed 3 images: {shared}/final/ (progress in {shared}; computed in float32)",
+        "shard 1/2 of 5 inputs: batches 1-2, inputs 2-4"]
+    code, stdout, _ = complete(tiny_run(inputs, checkpoint, shared, *flags, "--shard", "0/2"), capsys)
+    assert code == 0 and "shard 0/2 of 5 inputs: batch 0, inputs 0-1" in stdout
+    expected, got = tree(one), tree(shared)
+    assert sorted(got) == sorted(expected) and "batch_02/completion.gif" in got
+    assert got == expected  # random masks and starting z from each input's place in the whole list
+
+    code, stdout, _ = complete(tiny_run(inputs, checkpoint, tmp_path / "idle", "--shard", "0/4"), capsys)
+    assert code == 0 and "shard 0/4 of 5 inputs: no batch: fewer batches than shards" in stdout
+    assert not (tmp_path / "idle").exists()
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(tmp_path, checkpoint, inputs, capsys):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for k in (0, 2, 3):
+        (folder / f"face{k}.png").write_bytes((inputs / f"face{k}.png").read_bytes())
+    (folder / "face1.png").write_bytes(b"\x89PNG truncated")
+    out = tmp_path / "out"
+    code, stdout, err = complete(tiny_run(folder, checkpoint, out, "--logs", "none"), capsys)
+    assert code == 0
+    assert f"dcgan-complete: warning: {folder / 'face1.png'}: cannot read image" in err
+    assert "completed 3 images" in stdout and "skipped 1 unreadable input" in stdout
+    assert sorted(p.name for p in (out / "final").iterdir()) == ["face0.png", "face2.png", "face3.png"]
+    assert Image.open(out / "batch_00" / "before.png").size == (SIZE, SIZE)  # face0 alone in its batch
+    assert not (out / "batch_00" / "logs").exists()  # --logs none
+
+
+def test_a_missing_mask_stops_the_run_before_any_work(tmp_path, checkpoint, inputs, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    keep = np.full((SIZE, SIZE), 255, np.uint8)
+    keep[4:8, 4:8] = 0
+    for k in range(4):
+        Image.fromarray(keep).save(masks / f"face{k}.png")
+    code, last, err = error_of(tiny_run(inputs, checkpoint, tmp_path / "out", "--maskFile", masks), capsys)
+    assert code == 2 and last == (f"dcgan-complete: error: mask folder {masks} has no mask for "
+                                  f"{inputs / 'face4.png'} (expected face4.png, .jpg or .jpeg)")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--shard", "2/2"], "--shard 2/2: K counts from 0 and must be below N (0/2 ... 1/2)"),
+    (["--shard", "half"], "--shard must be K/N, the K-th of N parts counting from 0 (0/4 ... 3/4), got 'half'"),
+    (["--shard", "0/0"], "--shard 0/0: K counts from 0 and must be below N"),
+    (["--shard", "0/2", "--align"], "--shard is for aligned faces, not yet with --align: leave it out"),
+    (["--strategy", "mirrored", "--align"], "--strategy mirrored is for aligned faces, not yet with --align"),
+    (["--logs", "some"], "argument --logs: invalid choice: 'some'"),
+])
+def test_bad_scale_flags_are_one_line_errors(tmp_path, checkpoint, inputs, capsys, flags, message):
+    code, last, err = error_of(tiny_run(inputs, checkpoint, tmp_path / "out", *flags), capsys)
+    assert code == 2 and message in last and "Traceback" not in err
+
+
+def test_tools_let_gpu_memory_grow(monkeypatch):
+    from dcgan_completion.cli import import_tensorflow
+
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    import_tensorflow()
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # two tools can share a GPU
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "false")
+    import_tensorflow()
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"  # the user's choice stands
+
+
+MIRRORED = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np
+    from dcgan_completion.cli.complete import main
+    from dcgan_completion.completion import complete
+    from dcgan_completion.masks import make_mask
+    from dcgan_completion.networks import build_discriminator, build_generator
+    from dcgan_completion.training import make_strategy
+
+    inputs, checkpoint, out = sys.argv[1:4]
+    common = [inputs, "--checkpointDir", checkpoint, "--imgSize", "16", "--nIter", "3", "--batch_size", "2",
+              "--precision", "float32", "--lr", "0.2", "--logs", "full"]
+    main([*common, "--outDir", out + "/mirrored", "--strategy", "mirrored"])
+    main([*common, "--outDir", out + "/one"])
+
+    # The library: batches of 3 (split 2 + 1) and 1 (1 + 0), adam and hmc (noise per image).
+    strategy = make_strategy("mirrored")
+    with strategy.scope():
+        g, d = build_generator(16, gf_dim=8), build_discriminator(16, df_dim=8)
+    g1, d1 = build_generator(16, gf_dim=8), build_discriminator(16, df_dim=8)
+    g1.set_weights(g.get_weights())
+    d1.set_weights(d.get_weights())
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+    result = {"replicas": strategy.num_replicas_in_sync, "weights_on": len(g.weights[0].value.values)}
+    for approach, extra in (("adam", {}), ("hmc", {"hmc_l": 2})):
+        settings = dict(n_iter=3, batch_size=3, approach=approach, seed=3, **extra)
+        a = complete(images, make_mask("center", 16), g, d, strategy=strategy, **settings)
+        b = complete(images, make_mask("center", 16), g1, d1, **settings)
+        result[approach] = max(float(np.abs(a.z - b.z).max()), float(np.abs(a.completed - b.completed).max()),
+                                float(np.abs(a.losses - b.losses).max() / np.abs(b.losses).max()))
+    print(json.dumps(result))
+    """
+)
+
+
+def test_mirrored_strategy_on_two_logical_cpus_completes_as_one_device(tmp_path, checkpoint, inputs):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    done = subprocess.run([sys.executable, str(script), str(inputs), str(checkpoint), str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == (f"completed 5 images: {tmp_path}/mirrored/final/ (progress in {tmp_path}/mirrored; "
+                        "computed in float32 on 2 devices)")
+    result = json.loads(lines[-1])
+    assert result["replicas"] == 2 and result["weights_on"] == 2
+    assert result["adam"] < 1e-5 and result["hmc"] < 1e-5
+    mirrored, one = tree(tmp_path / "mirrored"), tree(tmp_path / "one")
+    assert sorted(mirrored) == sorted(one)
+    for name in one:
+        if name.endswith(".png"):
+            a, b = read_rgb(tmp_path / "mirrored" / name), read_rgb(tmp_path / "one" / name)
+            assert np.abs(a.astype(int) - b).max() <= 1, name  # a rounding apart at most
+        else:
+            np.testing.assert_allclose(np.loadtxt(tmp_path / "mirrored" / name), np.loadtxt(tmp_path / "one" / name),
+                                       rtol=1e-4, atol=1e-5, err_msg=name)

@@ -115,3 +115,17 @@ def test_ci_installs_chromium_as_root_under_ci_and_else_says_what_is_missing(tmp
 def test_ci_runs_the_chromium_install_before_the_tests():
     lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert lines.index(".ci/install-chromium") < len(lines) - 1
+
+
+def test_the_cuda_extra_the_readme_names_is_tensorflows_own():
+    import importlib.metadata
+
+    tomllib = pytest.importorskip("tomllib")
+    assert "pip install '.[cuda]'" in (ROOT / "README.md").read_text(encoding="utf-8")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    requirement = extras["cuda"][0]
+    assert requirement.startswith("tensorflow[and-cuda]")
+    # The installed TensorFlow offers that extra, with CUDA libraries in it.
+    tensorflow = importlib.metadata.metadata("tensorflow")
+    assert "and-cuda" in tensorflow.get_all("Provides-Extra")
+    assert any(r.startswith("nvidia-cudnn") and 'extra == "and-cuda"' in r for r in tensorflow.get_all("Requires-Dist"))

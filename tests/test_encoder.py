@@ -3,7 +3,7 @@ dcgan-complete's --init, --schedule and default iterations through the tool."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import aligned_celeba, run_main
+from helpers import aligned_celeba, run_main, serve_app, tiny_checkpoint
 
 from dcgan_completion.checkpoints import load_models, named_weights
 from dcgan_completion.cli.complete import main as complete_main
@@ -17,17 +17,6 @@ from dcgan_completion.networks import build_discriminator, build_generator
 from dcgan_completion.search import DEFAULT_ITERATIONS, ENCODER_ITERATIONS_BY_MASK, initial_z
 
 SIZE = 16
-
-
-def tiny_checkpoint(folder, seed=0):
-    """A 16x16 model whose G(z) moves visibly with z, as DCGAN.model-1 in `folder`."""
-    g, d = build_generator(SIZE, gf_dim=16), build_discriminator(SIZE, df_dim=16)
-    rng = np.random.default_rng(seed)
-    for layer in g.layers + d.layers:
-        if layer.name.startswith(("g_h", "d_h")):
-            layer.weights[0].assign(rng.normal(0, 0.1, layer.weights[0].shape))
-    tf.train.Checkpoint(generator=named_weights(g), discriminator=named_weights(d)).write(str(folder / "DCGAN.model-1"))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +40,11 @@ def inputs(tmp_path_factory):
     for k in range(3):
         save_image(folder / f"face{k}.png", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
     return folder
+
+
+def complete_logging_z(capsys, *args):
+    """dcgan-complete with the original's logs (--logs full), which hold each iteration's z."""
+    return run_main(complete_main, capsys, *args, "--logs", "full")
 
 
 def logged_z(out, k):
@@ -147,14 +141,14 @@ def test_the_start_is_the_encoders_guess_or_the_seeds_random_z(tmp_path, with_en
     folder, encoder = with_encoder
     images, masks = images_and_masks(inputs, 3)
     args = [inputs, "--checkpointDir", folder, "--imgSize", SIZE, "--nIter", 2, "--seed", 10, "--precision", "float32"]
-    code, _, err = run_main(complete_main, capsys, *args, "--outDir", tmp_path / "enc")
+    code, _, err = complete_logging_z(capsys, *args, "--outDir", tmp_path / "enc")
     assert code == 0 and "no encoder" not in err
     guess = start_z(encoder, images * masks, masks).numpy()
     for k in range(3):
         its, z = logged_z(tmp_path / "enc", k)
         assert its[0] == 0
         np.testing.assert_allclose(z[0], guess[k], atol=1e-6)
-    code, _, _ = run_main(complete_main, capsys, *args, "--init", "random", "--outDir", tmp_path / "rand")
+    code, _, _ = complete_logging_z(capsys, *args, "--init", "random", "--outDir", tmp_path / "rand")
     assert code == 0
     random = initial_z(tf.constant([10, 11, 12], tf.int64), 100).numpy()
     for k in range(3):
@@ -163,7 +157,7 @@ def test_the_start_is_the_encoders_guess_or_the_seeds_random_z(tmp_path, with_en
 
 
 def test_a_model_without_an_encoder_starts_at_random_with_a_notice(tmp_path, without_encoder, inputs, capsys):
-    code, out, err = run_main(complete_main, capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
+    code, out, err = complete_logging_z(capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
                               "--imgSize", SIZE, "--nIter", 1, "--outDir", tmp_path)
     notices = [line for line in err.splitlines() if "no encoder" in line]
     assert code == 0 and len(notices) == 1, err
@@ -179,7 +173,7 @@ def test_default_iterations_follow_the_start_and_the_mask(tmp_path, with_encoder
                                   ("enc80", folder, ["--maskType", "random80"], 200),
                                   ("rand", without_encoder, ["--init", "random"], 1000),
                                   ("rand80", without_encoder, ["--init", "random", "--maskType", "random80"], 1000)):
-        code, _, _ = run_main(complete_main, capsys, inputs / "face1.png", "--checkpointDir", model, "--imgSize", SIZE,
+        code, _, _ = complete_logging_z(capsys, inputs / "face1.png", "--checkpointDir", model, "--imgSize", SIZE,
                               "--outInterval", 10_000, "--outDir", tmp_path / name, *extra)
         assert code == 0
         its, _ = logged_z(tmp_path / name, 0)
@@ -194,7 +188,7 @@ def test_cosine_schedule_halves_the_second_step(tmp_path, with_encoder, inputs, 
     steps = {}
     for schedule in ("constant", "cosine"):
         out = tmp_path / schedule
-        code, _, _ = run_main(complete_main, capsys, inputs / "face2.png", "--checkpointDir", folder, "--imgSize",
+        code, _, _ = complete_logging_z(capsys, inputs / "face2.png", "--checkpointDir", folder, "--imgSize",
                               SIZE, "--nIter", 2, "--lr", 0.01, "--schedule", schedule, "--precision", "float32",
                               "--outDir", out)
         assert code == 0
@@ -212,7 +206,7 @@ def test_cosine_schedule_halves_the_second_step(tmp_path, with_encoder, inputs, 
 def test_the_originals_search_is_one_command_away(tmp_path, without_encoder, inputs, capsys):
     """--approach momentum --lr 0.01 --init random --nIter N: the original's update at a
     constant rate from the seed's random z, checked against numpy on the logged z."""
-    code, _, err = run_main(complete_main, capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
+    code, _, err = complete_logging_z(capsys, inputs / "face0.png", "--checkpointDir", without_encoder,
                             "--imgSize", SIZE, "--approach", "momentum", "--lr", 0.01, "--init", "random",
                             "--nIter", 3, "--precision", "float32", "--outDir", tmp_path)
     assert code == 0 and "no encoder" not in err
@@ -310,11 +304,7 @@ def test_serve_precision_and_its_encoder(with_encoder, without_encoder, monkeypa
     starts them there and offers its default iterations, one without says so."""
     pytest.importorskip("starlette", reason="dcgan-serve needs the web extra: pip install '.[web]'")
     pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
-    import contextlib
-    import io
     import warnings
-
-    import uvicorn
 
     from dcgan_completion.cli import serve
 
@@ -322,27 +312,18 @@ def test_serve_precision_and_its_encoder(with_encoder, without_encoder, monkeypa
         warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
         from starlette.testclient import TestClient
 
-    served = []
-
-    def serve_nothing(server, sockets=None):  # the app the tool would serve, instead of serving it
-        served.append(server.config.app)
-        for sock in sockets or ():
-            sock.close()
-
-    monkeypatch.setattr(uvicorn.Server, "run", serve_nothing)
     for folder, has_encoder in ((with_encoder[0], True), (without_encoder, False)):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop:
-            serve.main(["--port", "0", "--checkpointDir", str(folder), "--precision", precision])
-        assert stop.value.code == 130
-        line = out.getvalue().splitlines()[0]
+        code, stdout, app = serve_app(serve.main, monkeypatch, "--port", 0, "--checkpointDir", folder,
+                                      "--precision", precision)
+        assert code == 130
+        line = stdout.splitlines()[0]
         assert line.endswith(f"(Ctrl-C stops; computing in {precision}"
                              + ("" if has_encoder else ", no encoder: searches start from random z") + ")"), line
-        queue = served[-1].state.queue
+        queue = app.state.queue
         assert queue.generator.get_layer("g_h1").compute_dtype == dtype
         assert (queue.encoder is not None) == has_encoder
         if has_encoder:
             assert queue.encoder.get_layer("e_h1_conv").compute_dtype == dtype
-        with TestClient(served[-1]) as client:
+        with TestClient(app) as client:
             expected = DEFAULT_ITERATIONS["encoder" if has_encoder else "random"]
             assert client.get("/api/config").json()["default_iterations"] == expected

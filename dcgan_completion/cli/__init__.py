@@ -31,7 +31,12 @@ def import_tensorflow():
     kernels on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX, and on an AVX2-only
     CPU they trained 1.5x faster than its default kernels in float32 (docs/performance.md).
     TF_ENABLE_ONEDNN_OPTS=0 keeps TensorFlow's default kernels.
+
+    And TF_FORCE_GPU_ALLOW_GROWTH=true unless set already: TensorFlow otherwise takes
+    nearly all of each GPU's memory at start, so that a second tool (dcgan-serve beside a
+    dcgan-complete run) could not share the GPU. Read when the GPUs are first used.
     """
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # read when TensorFlow loads
     if "tensorflow" in sys.modules or os.environ.get("DCGAN_TF_VERBOSE"):

@@ -8,11 +8,12 @@ import sys
 import warnings
 
 from ..alignment import DEFAULT_LANDMARKS, LANDMARK_SETS
+from ..completion_files import LOGS
 from ..errors import InputError
 from ..masks import MASK_TYPES, mask_type_for
 from ..search import (APPROACHES, DEFAULT_APPROACH, DEFAULT_ITERATIONS, INITS, SCHEDULES, SearchOptions,
                       all_parameters, search_options)
-from . import PRECISION_HELP, PRECISIONS, ArgumentParser, load_search_models, number, run
+from . import PRECISION_HELP, PRECISIONS, ArgumentParser, import_tensorflow, load_search_models, number, run
 
 # The tool's name: bash's builtin `complete` shadows the original's (kept as an alias).
 PROG = "dcgan-complete"
@@ -39,8 +40,28 @@ def build_parser():
     p.add_argument("--gif", action="store_true", help="also write completion.gif of the completed grids")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     _add_search_arguments(p)
+    _add_scale_arguments(p)
     _add_align_arguments(p)
     return p
+
+
+def _add_scale_arguments(p):
+    """Flags for many inputs: resuming, logs, several devices and machines."""
+    group = p.add_argument_group(
+        "many inputs", "inputs go batch by batch; a second run of the same command skips the inputs whose "
+        "OUTDIR/final/ image is there, and completes those a Ctrl-C left in OUTDIR/unfinished/")
+    group.add_argument("--overwrite", action="store_true",
+                       help="complete every input again, even those whose final image is there")
+    group.add_argument("--logs", choices=LOGS, default="loss",
+                       help="what logs/hats_KK.log holds per iteration: loss (default: iteration and loss), "
+                            "full (and z, as the original's: ~1.1 KB an iteration), none (no logs)")
+    group.add_argument("--shard", default=None, metavar="K/N",
+                       help="complete only the K-th of N parts of the inputs, K from 0 (a job array's index: "
+                            "$SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX); parts are whole batches, and the N "
+                            "parts may write into one --outDir")
+    group.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                       help="default: every local GPU shares each batch if there are several, else one device; "
+                            "mirrored: every local GPU (or every logical CPU device) shares each batch")
 
 
 def _add_search_arguments(p):
@@ -118,30 +139,70 @@ def complete_command(args):
 
     mask_type = mask_type_for(args.maskType, args.maskFile)
     options = search_options_of(args)
+    shard = _check_scale_arguments(args)
     paths = expand_inputs(args.imgs)
     check_output_folder(args.outDir, "--outDir")  # before the model loads
-    generator, discriminator, encoder, precision = _load_models(args)
+    generator, discriminator, encoder, precision, strategy = _load_models(args)
     if args.align:
         return _complete_photos(args, paths, generator, discriminator, encoder, mask_type, options)
-    paths, _ = complete_files(paths, generator, discriminator, args.outDir, options, mask_type=mask_type,
-                              center_scale=args.centerScale, mask_file=args.maskFile, gif=args.gif,
-                              seed=args.seed, encoder=encoder, progress=True)
-    n = len(paths)
-    return [f"completed {n} image{'s' * (n != 1)}: {args.outDir}/final/ "
-            f"(progress in {args.outDir}; computed in {precision})"]
+    summary = complete_files(args.imgs, generator, discriminator, args.outDir, options, mask_type=mask_type,
+                             center_scale=args.centerScale, mask_file=args.maskFile, gif=args.gif,
+                             seed=args.seed, encoder=encoder, progress=True, shard=shard, overwrite=args.overwrite,
+                             logs=args.logs, strategy=strategy)
+    return _summary_lines(summary, args.outDir, precision, strategy)
+
+
+def _check_scale_arguments(args):
+    """The --shard as a Shard; InputError for the flags --align does not take."""
+    from ..shards import parse_shard
+
+    if args.align:
+        given = [flag for flag, value in (("--shard", args.shard), ("--overwrite", args.overwrite),
+                                           ("--strategy mirrored", args.strategy == "mirrored")) if value]
+        if given:
+            raise InputError(f"{given[0]} is for aligned faces, not yet with --align: leave it out")
+    return parse_shard(args.shard)
+
+
+def _summary_lines(summary, out_dir, precision, strategy):
+    n, replicas = summary.completed, strategy.num_replicas_in_sync
+    devices = f" on {replicas} devices" if replicas > 1 else ""
+    lines = [f"completed {n} image{'s' * (n != 1)}: {out_dir}/final/ "
+             f"(progress in {out_dir}; computed in {precision}{devices})"]
+    if summary.shard.count > 1:
+        batches = summary.batches
+        part = (f"{_span('batch', 'batches', batches[0][0], batches[-1][0])}, "
+                f"{_span('input', 'inputs', batches[0][1], batches[-1][2] - 1)}"
+                if batches else "no batch: fewer batches than shards (a smaller --batch_size makes more)")
+        lines.append(f"shard {summary.shard} of {summary.inputs} inputs: {part}")
+    if summary.already_done:
+        lines.append(f"skipped {summary.already_done} input{'s' * (summary.already_done != 1)} whose final image "
+                     "was there (--overwrite completes them again)")
+    if summary.unreadable:
+        lines.append(f"skipped {len(summary.unreadable)} unreadable input{'s' * (len(summary.unreadable) != 1)}")
+    return lines
+
+
+def _span(one, several, first, last):
+    return f"{one} {first}" if first == last else f"{several} {first}-{last}"
 
 
 def _load_models(args):
-    """(generator, discriminator, encoder, precision) as --checkpointDir, --precision and
-    --imgSize say; the encoder only where --init asks for it (None if the model has none)."""
+    """(generator, discriminator, encoder, precision, tf.distribute strategy) as
+    --checkpointDir, --precision, --imgSize and --strategy say; the encoder only where
+    --init asks for it (None if the model has none)."""
+    import_tensorflow()
     from ..networks import image_size_of
+    from ..training import make_strategy
 
-    generator, discriminator, encoder, precision = load_search_models(args.checkpointDir, args.precision)
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():  # each device its own copy of the weights
+        generator, discriminator, encoder, precision = load_search_models(args.checkpointDir, args.precision)
     size = image_size_of(generator)
     if size != args.imgSize:
         raise InputError(f"the model completes {size}x{size} images, not {args.imgSize}x{args.imgSize}: "
                          f"pass --imgSize {size}")
-    return generator, discriminator, encoder if args.init == "encoder" else None, precision
+    return generator, discriminator, encoder if args.init == "encoder" else None, precision, strategy
 
 
 def _complete_photos(args, paths, generator, discriminator, encoder, mask_type, options):
