@@ -355,7 +355,8 @@ def test_checkpoint_dir_takes_the_originals_tf1_checkpoint_folder_or_prefix(tmp_
 
     values = random_values(tf1_variable_shapes(16), seed=5)
     save_tf1_checkpoint(values, tmp_path / "tf1", step=60502)  # as the original's Saver wrote it
-    final = final_after([inputs / "face0.png", "--checkpointDir", tmp_path / "tf1"], tmp_path / "out", capsys)
+    final = final_after([inputs / "face0.png", "--checkpointDir", tmp_path / "tf1", "--logs", "full"], tmp_path / "out",
+                        capsys)
     # The hole holds G(z) of the TF1 graph itself for the z the search ended on.
     z = np.loadtxt(tmp_path / "out" / "logs" / "hats_00.log", ndmin=2)[-1, 2:]
     expected = (_tf1_generator(z[None].astype(np.float32), values, 2).numpy()[0] + 1) * 127.5

@@ -282,6 +282,7 @@ def load_evaluate_script():
 def test_evaluate_script_reports_identity_and_realism(real_faces, real_descriptors, tmp_path, capsys):
     from dcgan_completion.checkpoints import load_models
     from dcgan_completion.completion import complete
+    from dcgan_completion.encoder import load_encoder
     from dcgan_completion.masks import make_masks
 
     evaluate = load_evaluate_script()
@@ -303,7 +304,7 @@ def test_evaluate_script_reports_identity_and_realism(real_faces, real_descripto
     assert curve and curve.group(2) == rows["dcgan"][0], out
     images = to_float(real_faces[:2])
     masks = make_masks("center", 64, [0, 1])
-    after_2 = complete(images * masks, masks, *load_models(), n_iter=2, seeds=[0, 1]).completed
+    after_2 = complete(images * masks, masks, *load_models(), encoder=load_encoder(), n_iter=2, seeds=[0, 1]).completed
     assert float(curve.group(1)) == pytest.approx(psnr(to_uint8(after_2), to_uint8(images)).mean(), abs=0.006)
 
     evaluate.main([str(tmp_path / "faces"), "--realism", "--n", "8"])

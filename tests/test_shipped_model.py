@@ -85,7 +85,8 @@ def test_complete_without_flags_uses_the_shipped_model(tmp_path, capsys):
 
     examples = sorted((Path(__file__).resolve().parents[1] / "data" / "examples").glob("*.png"))
     assert len(examples) >= 2
-    code, out, err = run_main(main, capsys, *examples, "--outDir", tmp_path, "--nIter", 4, "--outInterval", 2)
+    code, out, err = run_main(main, capsys, *examples, "--outDir", tmp_path, "--nIter", 4, "--outInterval", 2,
+                              "--logs", "full")  # z in the logs
     assert code == 0, err
     for name in ("before.png", "masked.png", "completed/0000.png", "completed/0004.png", "hats_imgs/0004.png"):
         assert (tmp_path / name).is_file(), name
