@@ -54,7 +54,9 @@ def run_tool(checkout, folder, out_dir, n_iter, extra):
     command = [sys.executable, "-m", "dcgan_completion.cli.complete", str(folder), "--outDir", str(out_dir),
                "--nIter", str(n_iter), *extra]
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Started in the work folder: `python -m` puts the current folder first on sys.path,
+    # where a checkout's package would shadow the baseline's.
+    process = subprocess.Popen(command, env=env, cwd=out_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start

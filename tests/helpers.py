@@ -144,3 +144,13 @@ def serve_app(serve_main, monkeypatch, *argv):
         except SystemExit as e:
             code = e.code
     return code, out.getvalue(), served[-1] if served else None
+
+
+def random_faces(folder, count, size=16, seed=0):
+    """`folder`/face0.png ... face{count-1}.png of random pixels, size x size. Returns the folder."""
+    from dcgan_completion.images import save_image
+
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        save_image(folder / f"face{k}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return folder

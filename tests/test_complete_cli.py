@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from helpers import run_main, tiny_checkpoint
+from helpers import random_faces, run_main, tiny_checkpoint
 
 from dcgan_completion.checkpoints import named_weights
 from dcgan_completion.cli.complete import main
@@ -40,11 +40,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for k in range(5):
-        save_image(folder / f"face{k}.png", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
-    return folder
+    return random_faces(tmp_path_factory.mktemp("faces"), 5, SIZE)
 
 
 def complete(args, capsys):

@@ -3,17 +3,15 @@ dcgan-complete's --init, --schedule and default iterations through the tool."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import aligned_celeba, run_main, serve_app, tiny_checkpoint
+from helpers import aligned_celeba, random_faces, run_main, serve_app, tiny_checkpoint
 
-from dcgan_completion.checkpoints import load_models, named_weights
+from dcgan_completion.checkpoints import load_models
 from dcgan_completion.cli.complete import main as complete_main
 from dcgan_completion.cli.train_encoder import main as train_encoder_main
-from dcgan_completion.completion import complete
 from dcgan_completion.encoder import (build_encoder, encoder_step, load_encoder, save_encoder, start_z,
                                       train_encoder, training_masks)
-from dcgan_completion.images import save_image
 from dcgan_completion.masks import make_mask, make_masks
-from dcgan_completion.networks import build_discriminator, build_generator
+from dcgan_completion.networks import build_generator
 from dcgan_completion.search import DEFAULT_ITERATIONS, ENCODER_ITERATIONS_BY_MASK, initial_z
 
 SIZE = 16
@@ -35,11 +33,7 @@ def without_encoder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for k in range(3):
-        save_image(folder / f"face{k}.png", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
-    return folder
+    return random_faces(tmp_path_factory.mktemp("faces"), 3, SIZE)
 
 
 def complete_logging_z(capsys, *args):
