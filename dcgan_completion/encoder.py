@@ -19,6 +19,7 @@ beside a checkpoint as `<prefix>.encoder.npz` (`checkpoint/DCGAN.model-500.encod
 An encoder belongs to one generator: training the generator further leaves the new
 checkpoint without one until `train-encoder` is run again.
 """
+import functools
 import zipfile
 from pathlib import Path
 
@@ -63,7 +64,20 @@ def build_encoder(image_size=64, z_dim=100, df_dim=DF_DIM, dtype=None):
 
 def start_z(encoder, images, masks):
     """E's starting z for a batch (tensors or arrays), float32 [batch, z_dim]."""
-    return tf.cast(encoder([images, masks], training=False), tf.float32)
+    return _compiled_start(encoder)(tf.cast(images, tf.float32), tf.cast(masks, tf.float32))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_start(encoder):
+    # Compiled once for every batch size: called eagerly, E takes a third longer (a batch
+    # of 64 in bfloat16: 70 ms against 51 ms).
+    spec = tf.TensorSpec([None, *encoder.input_shape[0][1:]], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def start(images, masks):
+        return tf.cast(encoder([images, masks], training=False), tf.float32)
+
+    return start
 
 
 # ---------------------------------------------------------------- training

@@ -320,4 +320,7 @@ def test_serve_precision_and_its_encoder(with_encoder, without_encoder, monkeypa
             assert queue.encoder.get_layer("e_h1_conv").compute_dtype == dtype
         with TestClient(app) as client:
             expected = DEFAULT_ITERATIONS["encoder" if has_encoder else "random"]
-            assert client.get("/api/config").json()["default_iterations"] == expected
+            config = client.get("/api/config").json()
+            assert config["default_iterations"] == expected
+            slow = ENCODER_ITERATIONS_BY_MASK["random80"] if has_encoder else expected
+            assert config["preset_iterations"]["random80"] == slow and config["preset_iterations"]["left"] == expected

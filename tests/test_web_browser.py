@@ -300,6 +300,20 @@ def test_a_preset_mask_is_sent_by_name_and_fills_its_square(page):
     assert_changed_only(fetch(page, "#after"), example("generated-3.png"), hole)
 
 
+def test_a_preset_sets_the_servers_iterations_for_it_until_they_are_typed(page):
+    from dcgan_completion.search import DEFAULT_ITERATIONS, ENCODER_ITERATIONS_BY_MASK
+
+    open_example(page, "generated-3.png")
+    assert page.input_value("#iterations") == str(DEFAULT_ITERATIONS["encoder"])  # the shipped model has an encoder
+    page.select_option("#preset", "random80")
+    assert page.input_value("#iterations") == str(ENCODER_ITERATIONS_BY_MASK["random80"])
+    page.select_option("#preset", "")
+    assert page.input_value("#iterations") == str(DEFAULT_ITERATIONS["encoder"])
+    page.fill("#iterations", "7")
+    page.select_option("#preset", "random80")
+    assert page.input_value("#iterations") == "7"
+
+
 def test_a_second_search_waits_its_turn_and_cancel_stops_the_first(tabs):
     first, second = tabs().page, tabs().page
     open_example(first, "generated-1.png")

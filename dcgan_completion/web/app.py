@@ -104,6 +104,7 @@ async def _config(request):
     limits = state.limits
     return JSONResponse({"size": state.size, "examples": list(state.examples), "presets": list(PRESET_MASKS),
                          "default_iterations": state.default_iterations(),
+                         "preset_iterations": {p: state.default_iterations(p) for p in PRESET_MASKS},
                          "max_iterations": limits["max_iter"], "max_upload_mb": limits["max_upload_bytes"] / 1e6,
                          "max_megapixels": limits["max_pixels"] / 1e6})
 

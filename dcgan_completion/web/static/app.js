@@ -15,6 +15,7 @@ const state = {
   tool: "brush",
   preset: "",
   presetImage: null,
+  iterationsEdited: false, // by hand: then a preset no longer sets them
   job: null,
   events: null,
 };
@@ -183,6 +184,10 @@ function drawPreset(ctx) {
 
 function choosePreset(preset) {
   state.preset = preset;
+  if (!state.iterationsEdited) {
+    // The server's default for the mask (random80 needs more than the rest).
+    $("iterations").value = state.config.preset_iterations[preset] ?? state.config.default_iterations;
+  }
   state.presetImage = null;
   $("preset-hint").textContent = "";
   if (preset && state.photo && state.photo.aligned) {
@@ -264,6 +269,7 @@ function wirePainting() {
     redraw();
   });
   $("preset").addEventListener("change", () => choosePreset($("preset").value));
+  $("iterations").addEventListener("input", () => (state.iterationsEdited = true));
   $("seed").addEventListener("change", () => state.preset && choosePreset(state.preset));
 }
 
