@@ -217,6 +217,8 @@ INITS = ("encoder", "random")
 # of the pixels missing it goes on improving to 200.
 DEFAULT_ITERATIONS = {"encoder": 50, "random": 1000}
 ENCODER_ITERATIONS_BY_MASK = {"random80": 200}
+OUT_INTERVAL = 50  # the original's snapshot interval ...
+MIN_SNAPSHOTS = 10  # ... made shorter where a search would show fewer steps than this
 
 
 def all_parameters():
@@ -246,7 +248,7 @@ class SearchOptions:
     weighted_context: weight known pixels by the paper's 7x7 weights instead of the mask.
     blend: fill the hole with G(z) Poisson-blended into the known pixels (the paper's last
     step) instead of pasting it. Images go in batches of `batch_size`; snapshots every
-    `out_interval` iterations.
+    `out_interval` iterations (default: default_out_interval(n_iter)).
     """
 
     approach: str = DEFAULT_APPROACH
@@ -257,7 +259,7 @@ class SearchOptions:
     weighted_context: bool = False
     blend: bool = False
     batch_size: int = 64
-    out_interval: int = 50
+    out_interval: int = None  # None: default_out_interval(n_iter)
     hyperparameters: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
@@ -270,7 +272,8 @@ class SearchOptions:
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         check_number(self.batch_size, "batch_size", int, minimum=1)
-        check_number(self.out_interval, "out_interval", int, minimum=1)
+        if self.out_interval is not None:
+            check_number(self.out_interval, "out_interval", int, minimum=1)
         check_number(self.lam, "lam", float, minimum=0)
         known = all_parameters()
         for name, value in self.hyperparameters.items():
@@ -299,17 +302,25 @@ def default_iterations(init, mask_type=None):
     return DEFAULT_ITERATIONS[init]
 
 
+def default_out_interval(n_iter):
+    """Snapshots when no interval is given: every OUT_INTERVAL iterations, as the
+    original's, or often enough for MIN_SNAPSHOTS steps (50 iterations: every 5)."""
+    return max(1, min(OUT_INTERVAL, math.ceil(n_iter / MIN_SNAPSHOTS)))
+
+
 def settled(options, has_encoder, mask_type=None):
     """`options` with where the search starts and how long it runs decided: init
-    "encoder" becomes "random" where the model has no encoder (with a warning), and an
-    unset n_iter default_iterations(init, mask_type)."""
+    "encoder" becomes "random" where the model has no encoder (with a warning), an unset
+    n_iter default_iterations(init, mask_type), an unset out_interval
+    default_out_interval(n_iter)."""
     init = options.init
     if init == "encoder" and not has_encoder:
         warnings.warn("the model has no encoder: the search starts from random z "
                       "(train one with `train-encoder`, or pass --init random to silence this)")
         init = "random"
     n_iter = default_iterations(init, mask_type) if options.n_iter is None else options.n_iter
-    return dataclasses.replace(options, init=init, n_iter=n_iter)
+    out_interval = default_out_interval(n_iter) if options.out_interval is None else options.out_interval
+    return dataclasses.replace(options, init=init, n_iter=n_iter, out_interval=out_interval)
 
 
 def _settings():

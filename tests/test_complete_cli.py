@@ -88,6 +88,17 @@ def test_several_batches_write_every_image(tmp_path, checkpoint, inputs, capsys)
     np.testing.assert_array_equal(final_grid, read_rgb(out / "final" / "face4.png"))
 
 
+@pytest.mark.parametrize("n_iter, every", [(30, 3), (1000, 50), (4, 1)])
+def test_progress_images_come_every_50_iterations_or_ten_times_a_search(tmp_path, checkpoint, inputs, n_iter, every,
+                                                                       capsys):
+    out = tmp_path / "out"
+    code, _, _ = complete([inputs / "face0.png", "--checkpointDir", checkpoint, "--imgSize", SIZE, "--nIter", n_iter,
+                           "--outDir", out, "--init", "random"], capsys)
+    assert code == 0
+    assert sorted(p.name for p in (out / "completed").iterdir()) == [
+        f"{it:04d}.png" for it in range(0, n_iter + 1, every)]
+
+
 def test_one_batch_writes_the_originals_layout(tmp_path, checkpoint, inputs, capsys):
     out = tmp_path / "out"
     code, _, err = complete([inputs / "face0.png", inputs / "face1.png", "--checkpointDir", checkpoint,

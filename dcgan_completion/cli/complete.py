@@ -11,8 +11,8 @@ from ..alignment import DEFAULT_LANDMARKS, LANDMARK_SETS
 from ..completion_files import LOGS
 from ..errors import InputError
 from ..masks import MASK_TYPES, mask_type_for
-from ..search import (APPROACHES, DEFAULT_APPROACH, DEFAULT_ITERATIONS, INITS, SCHEDULES, SearchOptions,
-                      all_parameters, search_options)
+from ..search import (APPROACHES, DEFAULT_APPROACH, DEFAULT_ITERATIONS, INITS, MIN_SNAPSHOTS, OUT_INTERVAL,
+                      SCHEDULES, SearchOptions, all_parameters, search_options)
 from . import PRECISION_HELP, PRECISIONS, ArgumentParser, import_tensorflow, load_search_models, number, run
 
 # The tool's name: bash's builtin `complete` shadows the original's (kept as an alias).
@@ -89,7 +89,9 @@ def _add_search_arguments(p):
     p.add_argument("--lam", type=number(float, minimum=0), default=defaults.lam,
                    help="weight of the perceptual (discriminator) loss per image, as the original's")
     p.add_argument("--outInterval", "--out-interval", dest="out_interval", type=number(int, minimum=1),
-                   default=defaults.out_interval)
+                   default=defaults.out_interval,
+                   help=f"iterations between progress images (default: {OUT_INTERVAL}, as the original's, or fewer "
+                        f"for {MIN_SNAPSHOTS} steps of a shorter search: every 5 of 50)")
     p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=number(int, minimum=1),
                    default=defaults.batch_size)
     p.add_argument("--weightedContext", "--weighted-context", dest="weighted_context", action="store_true",
