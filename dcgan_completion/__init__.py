@@ -22,6 +22,7 @@ Completion
     build_encoder, save_encoder          the encoder network; kept with the model it belongs to [encoder]
     complete_files                       dcgan-complete itself: files in, files out [completion_files]
     complete_photo, complete_photo_files faces in ordinary photos, at full resolution [photos]
+    photo_completions                    the same, photo by photo as each group is written [photos]
     poisson_blend                        blend a fill into the known pixels [blending]
 Masks
     make_mask, make_masks                the mask types (center, left, random, ...) [masks]
@@ -73,6 +74,7 @@ _EXPORTS = {
     "complete_files": "completion_files",
     "complete_photo": "photos",
     "complete_photo_files": "photos",
+    "photo_completions": "photos",
     "poisson_blend": "blending",
     # masks
     "make_mask": "masks",

@@ -336,19 +336,28 @@ class PhotoOutput:
     faces: list  # [FaceCompletion], largest first
 
 
-def complete_photo_files(inputs, generator, discriminator, out_dir="completions", options=None, *, mask_type=None,
-                         mask_file=None, center_scale=0.25, seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1,
-                         predictor_path=None, encoder=None, progress=False, **settings):
+def complete_photo_files(*args, **kwargs):
+    """Complete the faces of photo files (the arguments of photo_completions): [PhotoOutput],
+    once every photo is written."""
+    return list(photo_completions(*args, **kwargs))
+
+
+def photo_completions(inputs, generator, discriminator, out_dir="completions", options=None, *, mask_type=None,
+                      mask_file=None, center_scale=0.25, seed=0, landmarks=DEFAULT_LANDMARKS, upsample=1,
+                      predictor_path=None, encoder=None, progress=False, **settings):
     """Complete the faces of photo files: `out_dir/<photo name>.png` per photo, and
     `out_dir/faces/<photo name>-<k>.png` per completed face (aligned crop, masked crop,
-    completed crop, side by side). Returns [PhotoOutput].
+    completed crop, side by side). Yields a PhotoOutput for each photo once it is written.
 
     mask_file: a mask image in photo coordinates (white = keep) for every photo, or a
-    folder of them named as the photos; else mask_type, on every aligned face. Every
-    photo is read, aligned and masked before the search starts, so a bad input stops the
-    run at once; then the faces of all photos are completed in one batched search.
-    Outputs are PNG (lossless: pixels outside the hole stay the input's exactly).
-    options and `settings`: the search's, as for complete_photo.
+    folder of them named as the photos; else mask_type, on every aligned face. Photos go
+    in groups: they are read, aligned and masked until their faces to fill make a batch
+    (the options' batch_size), then those faces are completed in one batched search and
+    the group's photos written and let go before the next group is read, so memory holds
+    one group however many photos there are. A bad input stops the run before its group's
+    search, with the earlier groups' photos written. Face k of the run takes seed + k,
+    whatever group it lands in. Outputs are PNG (lossless: pixels outside the hole stay
+    the input's exactly). options and `settings`: the search's, as for complete_photo.
     """
     from .completion import Interrupted
     from .completion_files import expand_inputs
@@ -359,43 +368,59 @@ def complete_photo_files(inputs, generator, discriminator, out_dir="completions"
     paths = expand_inputs(inputs)
     find = functools.partial(find_faces, size=_image_size(generator), landmarks=landmarks, upsample=upsample,
                              predictor_path=predictor_path)
-    photos, plans, seeds = _plan_photos(paths, find, mask_type, mask_file, center_scale, seed, progress)
-    everyone = [face for faces in plans for face in faces]
-    try:
-        fill_faces(everyone, generator, discriminator, options, lowres=uses_lowres(mask_type), seeds=seeds,
-                   encoder=encoder, progress=progress)
-    except Interrupted as stop:
-        restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
+    begun = 0
+    for group in _photo_groups(paths, find, mask_type, mask_file, center_scale, seed, options.batch_size, progress):
+        begun += len(group.paths)
         try:
-            _write_photos(out_dir, paths, photos, plans, options.blend)
-        finally:
-            restore_sigint()
-        raise KeyboardInterrupt(f"{stop}; kept the current state of every photo ({len(paths)}) in {out_dir}/") from None
-    return _write_photos(out_dir, paths, photos, plans, options.blend)
+            fill_faces([face for faces in group.plans for face in faces], generator, discriminator, options,
+                       lowres=uses_lowres(mask_type), seeds=group.seeds, encoder=encoder, progress=progress)
+        except Interrupted as stop:
+            restore_sigint = ignore_sigint()  # a second Ctrl-C would break off the saving
+            try:
+                _write_photos(out_dir, group, options.blend)
+            finally:
+                restore_sigint()
+            raise KeyboardInterrupt(f"{stop}; kept the current state of every photo begun ({begun} of {len(paths)}) "
+                                    f"in {out_dir}/") from None
+        yield from _write_photos(out_dir, group, options.blend)
 
 
-def _plan_photos(paths, find, mask_type, mask_file, center_scale, seed, progress):
-    """Every photo read, its faces found (by `find`) and planned: (photos, [[FaceCompletion]],
-    seeds), face k of the run taking seed + k."""
+@dataclass
+class _PhotoGroup:
+    paths: list
+    photos: list  # RGB uint8
+    plans: list  # [[FaceCompletion]] a photo
+    seeds: list  # a face
+
+
+def _photo_groups(paths, find, mask_type, mask_file, center_scale, seed, batch_size, progress):
+    """_PhotoGroups of consecutive photos, each read, its faces found (by `find`) and
+    planned, until a group's faces to fill make `batch_size` (the last group: what is
+    left); face k of the run takes seed + k."""
     from tqdm import tqdm
 
-    photos, plans, seeds = [], [], []
-    for path in tqdm(paths, desc="finding faces", unit="photo", disable=not progress):
+    group, first = _PhotoGroup([], [], [], []), seed
+    for path in tqdm(paths, desc="photos", unit="photo", disable=not progress):
         photo = read_rgb(path)
         mask = load_photo_mask(mask_path_for(mask_file, path), photo.shape, path) if mask_type == "file" else None
-        first = seed + len(seeds)
         faces = plan_faces(photo, find(photo, name=str(path)), mask=mask, mask_type=mask_type,
                            center_scale=center_scale, seed=first, name=str(path))
-        photos.append(photo)
-        plans.append(faces)
-        seeds.extend(first + np.arange(len(faces)))
-    return photos, plans, seeds
+        group.paths.append(path)
+        group.photos.append(photo)
+        group.plans.append(faces)
+        group.seeds.extend(first + np.arange(len(faces)))
+        first += len(faces)
+        if sum(face.filled > 0 for faces in group.plans for face in faces) >= batch_size:
+            yield group
+            group = _PhotoGroup([], [], [], [])
+    if group.paths:
+        yield group
 
 
-def _write_photos(out_dir, paths, photos, plans, blend):
+def _write_photos(out_dir, group, blend):
     out_dir = Path(out_dir)
     outputs = []
-    for path, photo, faces in zip(paths, photos, plans):
+    for path, photo, faces in zip(group.paths, group.photos, group.plans):
         target = out_dir / f"{path.stem}.png"
         save_image(target, paste_faces(photo, faces, blend=blend))
         for k, face in enumerate(faces):

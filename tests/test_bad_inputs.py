@@ -488,7 +488,7 @@ def test_ctrl_c_during_complete_align_keeps_every_photo(shared_data, tmp_path, m
     monkeypatch.setattr(completion, "_log_chunk", interrupt)  # after iterations 0-5, before their snapshot
     photo = shared_data / "photos" / "clapton-2.jpg"
     g, d = build_generator(16, gf_dim=8), build_discriminator(16, df_dim=8)
-    with pytest.raises(KeyboardInterrupt, match=rf"at iteration 5 of 5; kept the current state of every photo \(1\) "
+    with pytest.raises(KeyboardInterrupt, match=rf"at iteration 5 of 5; kept the current state of every photo begun \(1 of 1\) "
                                                 rf"in {tmp_path / 'out'}/"):
         complete_photo_files([photo], g, d, tmp_path / "out", mask_type="center", n_iter=5, out_interval=5)
     original, result = read_rgb(photo), read_rgb(tmp_path / "out" / "clapton-2.png")

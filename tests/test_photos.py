@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from helpers import run_main
 
-from dcgan_completion import alignment
+from dcgan_completion import alignment, photos
 from dcgan_completion.alignment import MINMAX_TEMPLATE, face_boxes, face_landmarks
 from dcgan_completion.checkpoints import named_weights
 from dcgan_completion.cli.complete import main
@@ -287,6 +287,35 @@ def test_files_with_a_mask_folder_and_a_faceless_photo(shared_data, models, tmp_
         (tmp_path / "small").mkdir()
         save_image(tmp_path / "small" / "c.png", np.zeros((8, 8, 3), np.uint8))
         complete_photo_files([tmp_path / "c.jpg"], *models, tmp_path / "out2", mask_file=tmp_path / "small")
+
+
+def test_files_go_in_groups_of_a_batch_with_the_seeds_of_one_run(shared_data, models, tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.jpg", "c.jpg"):
+        shutil.copy(shared_data / "photos" / "clapton-2.jpg", src / name)
+    shutil.copy(shared_data / "photos" / "longoria-cooper.jpg", src / "b.jpg")  # two faces
+    # random80 draws each face's mask from its seed: a face searched in another group must keep its own.
+    run = dict(mask_type="random80", seed=3, **SEARCH)
+    together = complete_photo_files([src], *models, tmp_path / "one", **run)
+    searched, fill_faces = [], photos.fill_faces
+    monkeypatch.setattr(photos, "fill_faces", lambda faces, *a, **k: searched.append(len(faces)) or fill_faces(
+        faces, *a, **k))
+    apart = complete_photo_files([src], *models, tmp_path / "apart", batch_size=2, **run)
+    assert searched == [3, 1]  # a.jpg and b.jpg make the first batch of two (three faces), c.jpg the second
+    for one, other in zip(together, apart):
+        assert [f.crop_mask.tolist() for f in one.faces] == [f.crop_mask.tolist() for f in other.faces]
+        written, alone = read_rgb(one.output).astype(int), read_rgb(other.output).astype(int)
+        assert np.abs(written - alone).max() <= 2  # the same search, in batches of other sizes
+
+
+def test_a_bad_photo_stops_the_run_with_the_groups_before_it_written(shared_data, models, tmp_path):
+    shutil.copy(shared_data / "photos" / "clapton-2.jpg", tmp_path / "a.jpg")
+    save_image(tmp_path / "b.png", np.full((90, 90, 3), 200, np.uint8))
+    with pytest.raises(InputError, match=r"b\.png: no face found"):
+        complete_photo_files([tmp_path / "a.jpg", tmp_path / "b.png"], *models, tmp_path / "out", batch_size=1,
+                             **SEARCH)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "faces"]
 
 
 def align_run(tmp_path, models):

@@ -209,9 +209,9 @@ def _load_models(args):
 
 def _complete_photos(args, paths, generator, discriminator, encoder, mask_type, options):
     """`dcgan-complete --align`: one line per completed photo."""
-    from ..photos import complete_photo_files
+    from ..photos import photo_completions
 
-    outputs = complete_photo_files(
+    outputs = photo_completions(
         paths, generator, discriminator, args.outDir, options, mask_type=mask_type, mask_file=args.maskFile,
         center_scale=args.centerScale, seed=args.seed, landmarks=args.landmarks, upsample=args.upsample,
         predictor_path=args.dlibFacePredictor, encoder=encoder, progress=True)
