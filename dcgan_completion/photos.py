@@ -399,7 +399,7 @@ def _photo_groups(paths, find, mask_type, mask_file, center_scale, seed, batch_s
     left); face k of the run takes seed + k."""
     from tqdm import tqdm
 
-    group, first = _PhotoGroup([], [], [], []), seed
+    group, first, to_fill = _PhotoGroup([], [], [], []), seed, 0
     for path in tqdm(paths, desc="photos", unit="photo", disable=not progress):
         photo = read_rgb(path)
         mask = load_photo_mask(mask_path_for(mask_file, path), photo.shape, path) if mask_type == "file" else None
@@ -410,9 +410,10 @@ def _photo_groups(paths, find, mask_type, mask_file, center_scale, seed, batch_s
         group.plans.append(faces)
         group.seeds.extend(first + np.arange(len(faces)))
         first += len(faces)
-        if sum(face.filled > 0 for faces in group.plans for face in faces) >= batch_size:
+        to_fill += sum(face.filled > 0 for face in faces)  # counted once: `filled` sums a photo-sized hole
+        if to_fill >= batch_size:
             yield group
-            group = _PhotoGroup([], [], [], [])
+            group, to_fill = _PhotoGroup([], [], [], []), 0
     if group.paths:
         yield group
 

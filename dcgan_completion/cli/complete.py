@@ -12,7 +12,7 @@ from ..completion_files import LOGS
 from ..errors import InputError
 from ..masks import MASK_TYPES, mask_type_for
 from ..search import (APPROACHES, DEFAULT_APPROACH, DEFAULT_ITERATIONS, INITS, MIN_SNAPSHOTS, OUT_INTERVAL,
-                      SCHEDULES, SearchOptions, all_parameters, search_options)
+                      SCHEDULES, SearchOptions, all_parameters, default_out_interval, search_options)
 from . import PRECISION_HELP, PRECISIONS, ArgumentParser, import_tensorflow, load_search_models, number, run
 
 # The tool's name: bash's builtin `complete` shadows the original's (kept as an alias).
@@ -88,10 +88,11 @@ def _add_search_arguments(p):
                        f"{n} from the {init} start" for init, n in DEFAULT_ITERATIONS.items()) + ")")
     p.add_argument("--lam", type=number(float, minimum=0), default=defaults.lam,
                    help="weight of the perceptual (discriminator) loss per image, as the original's")
+    short = DEFAULT_ITERATIONS["encoder"]
     p.add_argument("--outInterval", "--out-interval", dest="out_interval", type=number(int, minimum=1),
                    default=defaults.out_interval,
                    help=f"iterations between progress images (default: {OUT_INTERVAL}, as the original's, or fewer "
-                        f"for {MIN_SNAPSHOTS} steps of a shorter search: every 5 of 50)")
+                        f"for {MIN_SNAPSHOTS} steps of a shorter search: every {default_out_interval(short)} of {short})")
     p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=number(int, minimum=1),
                    default=defaults.batch_size)
     p.add_argument("--weightedContext", "--weighted-context", dest="weighted_context", action="store_true",
